@@ -1,0 +1,91 @@
+"""One root exception, split by how the caller must react.
+
+- :class:`RetryLater`: transient (NocoDB down, 5xx, 429, timeouts, a half-downloaded file).
+  The row in hand is deferred untouched; the next pass tries again.
+- :class:`SkipRow`: this row cannot be handled now, the others can (it vanished, its URL is
+  not allowed). Never a reason to delete.
+- :class:`Stop`: nothing will work until a person acts (bad settings, bad references,
+  rejected token, broken face stack). The CLI maps each to an exit code.
+"""
+
+from __future__ import annotations
+
+
+class GuardError(Exception):
+    """Root of every error nocodb-guard raises on purpose."""
+
+
+class RetryLater(GuardError):
+    """A transient failure: try again on a later pass."""
+
+
+class NocoDBUnavailable(RetryLater):
+    """NocoDB did not answer usefully (connection refused, timeout, 5xx, 429) within the retry budget."""
+
+
+class DownloadFailed(RetryLater):
+    """An attachment could not be fully downloaded right now."""
+
+
+class SkipRow(GuardError):
+    """This row cannot be handled; leave it untouched and go on with the others."""
+
+
+class RowGone(SkipRow):
+    """The row no longer exists (deleted by an admin between listing and acting)."""
+
+
+class UrlNotAllowed(SkipRow):
+    """An attachment points outside the configured NocoDB origin and the allow-list."""
+
+
+class DownloadTooLarge(GuardError):
+    """The attachment is larger than the byte cap: a definitive fact about the upload."""
+
+
+class Stop(GuardError):
+    """Nothing will work until a person acts. ``exit_code`` is what the CLI returns."""
+
+    exit_code = 2
+
+
+class ConfigError(Stop):
+    """A setting is missing or invalid."""
+
+    exit_code = 2
+
+
+class ReferenceSetError(Stop):
+    """A politician's reference photos are unusable (missing, unreadable, not exactly one face)."""
+
+    exit_code = 2
+
+
+class FaceStackError(Stop):
+    """face_recognition / dlib / their models cannot be imported."""
+
+    exit_code = 2
+
+
+class NocoDBAuthError(Stop):
+    """NocoDB refused the token (401/403) or the table does not exist."""
+
+    exit_code = 3
+
+
+class NocoDBUnreachable(Stop):
+    """NocoDB could not be reached at all at start-up (for one-shot commands)."""
+
+    exit_code = 3
+
+
+class SchemaError(Stop):
+    """The table lacks a configured field, or a field has the wrong type."""
+
+    exit_code = 2
+
+
+class AlreadyRunning(Stop):
+    """Another sweep holds the lock on this host."""
+
+    exit_code = 4

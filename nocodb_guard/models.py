@@ -1,0 +1,148 @@
+"""Frozen value objects shared by every stage of the pipeline.
+
+Nothing here holds picture bytes or face encodings of an uploader: these objects are
+what gets logged, audited and printed, so they carry only sizes, counts and distances.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Verdict(StrEnum):
+    """What happens to a row: approved (tagged), rejected (deleted) or deferred (untouched)."""
+
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    DEFERRED = "deferred"
+
+
+class Reason(StrEnum):
+    """Why a verdict was reached. Values are stable: they appear in logs, JSON and metrics."""
+
+    # approved
+    MATCH = "match"
+    # rejected: definitive, drawn from the row and its pictures
+    NO_ATTACHMENT = "no_attachment"
+    TOO_MANY_ATTACHMENTS = "too_many_attachments"
+    NO_POLITICIAN = "no_politician"
+    NOT_AN_IMAGE = "not_an_image"
+    UNREADABLE = "unreadable"
+    TOO_LARGE = "too_large"
+    NO_FACE = "no_face"
+    FACE_TOO_SMALL = "face_too_small"
+    MULTIPLE_FACES = "multiple_faces"
+    NO_MATCH = "no_match"
+    # deferred: the row stays untouched for a later pass
+    UNKNOWN_POLITICIAN = "unknown_politician"
+    URL_NOT_ALLOWED = "url_not_allowed"
+    TRANSIENT_ERROR = "transient_error"
+
+
+#: Reasons a single picture can fail on, before any face is compared.
+PICTURE_PROBLEMS = frozenset(
+    {Reason.NOT_AN_IMAGE, Reason.UNREADABLE, Reason.TOO_LARGE}
+)
+
+
+@dataclass(frozen=True)
+class FaceBox:
+    """A detected face in the coordinates of the (downscaled) analysed image."""
+
+    top: int
+    right: int
+    bottom: int
+    left: int
+
+    @property
+    def width(self) -> int:
+        return self.right - self.left
+
+    @property
+    def height(self) -> int:
+        return self.bottom - self.top
+
+    @property
+    def size(self) -> int:
+        """The smaller side: what decides whether a face is big enough to judge."""
+        return min(self.width, self.height)
+
+    def as_css(self) -> tuple[int, int, int, int]:
+        """(top, right, bottom, left): the order face_recognition uses."""
+        return (self.top, self.right, self.bottom, self.left)
+
+
+@dataclass(frozen=True)
+class PictureAnalysis:
+    """What the pipeline saw in one picture. No pixels, no encodings.
+
+    ``problem`` is set when the bytes could not be turned into a picture (not an image,
+    unreadable, too large); then ``faces`` is empty. ``distances`` holds the distance of
+    the single face to each reference, and is empty unless exactly one face was kept.
+    """
+
+    name: str
+    problem: Reason | None = None
+    detail: str = ""
+    format: str | None = None
+    original_size: tuple[int, int] | None = None
+    analysed_size: tuple[int, int] | None = None
+    faces: tuple[FaceBox, ...] = ()
+    ignored_faces: int = 0
+    distances: tuple[float, ...] = ()
+    seconds: float = 0.0
+
+    @property
+    def distance(self) -> float | None:
+        """Smallest distance to the references, or None when nothing was compared."""
+        return min(self.distances) if self.distances else None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The verdict for one row, with everything needed to explain it to a person."""
+
+    verdict: Verdict
+    reason: Reason
+    explanation: str
+    distance: float | None = None
+    tolerance: float | None = None
+
+    @property
+    def is_final(self) -> bool:
+        return self.verdict is not Verdict.DEFERRED
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """One file of an attachment cell, as NocoDB describes it (uploader-controlled!)."""
+
+    title: str
+    mimetype: str | None = None
+    size: int | None = None
+    path: str | None = None
+    signed_path: str | None = None
+    url: str | None = None
+    signed_url: str | None = None
+
+
+@dataclass(frozen=True)
+class Row:
+    """A pending row of the form's table, reduced to what moderation needs."""
+
+    id: int
+    politician: str | None
+    attachments: tuple[Attachment, ...] = ()
+
+
+@dataclass(frozen=True)
+class RowOutcome:
+    """What a sweep did with one row: logged, audited and shown in the summary."""
+
+    row_id: int
+    politician: str | None
+    decision: Decision
+    action: str  # "approved", "deleted", "tagged_rejected", "none", "dry_run", "gone"
+    pictures: tuple[PictureAnalysis, ...] = ()
+    timings: dict[str, float] = field(default_factory=dict)

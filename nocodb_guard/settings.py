@@ -1,0 +1,253 @@
+"""Settings: built once by the CLI and passed down, never a module global.
+
+Sources, highest priority first:
+
+1. environment variables prefixed ``NOCODB_GUARD_`` (nested values as JSON, e.g.
+   ``NOCODB_GUARD_POLITICIANS='{"Jane Doe": {"tolerance": 0.5}}'``);
+2. a dotenv file given with ``--env-file`` (``scripts/nocodb-dev`` writes one);
+3. secret files: ``nocodb_token`` in ``$CREDENTIALS_DIRECTORY`` (systemd ``LoadCredential=``),
+   in ``/run/secrets`` (containers), or in ``--secrets-dir``;
+4. a TOML file given with ``--config`` (see ``config/nocodb-guard.example.toml``);
+5. the defaults documented on each field below.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+import unicodedata
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from nocodb_guard.errors import ConfigError
+
+ENV_PREFIX = "NOCODB_GUARD_"
+TOKEN_FILE_NAMES = ("nocodb_token", "NOCODB_GUARD_NOCODB_TOKEN")
+DEFAULT_SECRET_DIRS = (Path("/run/secrets"),)
+
+
+class Politician(BaseModel):
+    """One option of the form's select field and where its reference photos live."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    folder: str | None = None
+    """Sub-folder of ``reference_dir``; default: the label slugified (``Jane Doe`` -> ``jane_doe``)."""
+    tolerance: float | None = Field(default=None, gt=0.0, le=1.5)
+    """Per-politician distance tolerance; default: the global ``tolerance``."""
+
+
+def slugify(label: str) -> str:
+    """Folder name for a form option: ASCII, lower case, words joined by ``_``."""
+    ascii_label = unicodedata.normalize("NFKD", label).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "_", ascii_label.lower()).strip("_")
+
+
+class Settings(BaseSettings):
+    """Every knob of nocodb-guard, with its default and why."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        extra="ignore",
+        frozen=True,
+        validate_default=True,
+    )
+
+    # --- NocoDB ---------------------------------------------------------------------
+    nocodb_url: str = "http://127.0.0.1:8080"
+    """Base URL of NocoDB; attachments are only fetched from this origin (or ``allowed_hosts``)."""
+    nocodb_token: SecretStr | None = None
+    """API token (``xc-token``). Prefer a secret file over the environment."""
+    table_id: str = ""
+    """The form table's id (``m...``), as shown in NocoDB's table details / API snippets."""
+    field_politician: str = "Politician"
+    field_photo: str = "Photo"
+    field_status: str = "Status"
+    field_reason: str = "Reason"
+    """Long-text field that receives the plain-words explanation; empty string to disable."""
+    status_approved: str = "approved"
+    status_rejected: str = "rejected"
+    reject_action: Literal["delete", "tag"] = "delete"
+    """``delete`` removes rejected rows; ``tag`` sets ``status_rejected`` for human review."""
+    page_size: int = Field(default=100, ge=1, le=1000)
+    """Rows per listing request (NocoDB caps at 1000)."""
+    allowed_hosts: tuple[str, ...] = ()
+    """Extra hosts attachments may come from (S3-like storage). Exact host names, no wildcards."""
+    connect_timeout: float = Field(default=5.0, gt=0)
+    read_timeout: float = Field(default=30.0, gt=0)
+    retry_seconds: float = Field(default=60.0, ge=0)
+    """Total time budget for retrying one NocoDB request (5xx, 429, timeouts) before deferring."""
+    max_download_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    """Byte cap per attachment, enforced while streaming (NocoDB's own default upload cap: 20 MiB)."""
+    max_attachments: int = Field(default=5, ge=1)
+    """More files than this in one row is rejected (``too_many_attachments``)."""
+
+    # --- references and matching -------------------------------------------------------
+    reference_dir: Path = Path("reference_faces")
+    politicians: dict[str, Politician] = Field(default_factory=dict)
+    """Form option label -> folder/tolerance. Options not listed use the slugified label."""
+    tolerance: float = Field(default=0.6, gt=0.0, le=1.5)
+    """face_recognition's documented best for its 128-d encodings; lower is stricter."""
+
+    # --- image and face pipeline ---------------------------------------------------------
+    max_pixels: int = Field(default=50_000_000, ge=10_000)
+    """Decoded pixel cap; above it a picture is ``too_large`` (decompression bombs)."""
+    max_side: int = Field(default=1024, ge=128)
+    """Longest side pictures are downscaled to before detection (measured: same faces, 3-4x faster)."""
+    detection_model: Literal["hog", "cnn"] = "hog"
+    upsample: int = Field(default=1, ge=0, le=3)
+    """HOG upsampling passes: 1 finds faces down to about 40 px at ``max_side``."""
+    min_face_px: int = Field(default=40, ge=1)
+    """Faces smaller than this (in the analysed image) are too small to judge."""
+    min_face_ratio: float = Field(default=0.35, ge=0.0, le=1.0)
+    """Faces smaller than this fraction of the largest face are background noise, ignored."""
+    num_jitters: int = Field(default=1, ge=1, le=100)
+    workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=0)
+    """Face worker processes; 0 runs the pipeline in the calling process."""
+
+    # --- service -----------------------------------------------------------------------------
+    state_dir: Path = Path(".nocodb-guard-state")
+    """Reference cache, heartbeat, audit log and lock live here (systemd: ``StateDirectory=``)."""
+    poll_interval: float = Field(default=30.0, gt=0)
+    heartbeat_max_age: float = Field(default=300.0, gt=0)
+    """``nocodb-guard health`` fails when the last successful sweep is older than this."""
+    audit_retention_days: int = Field(default=30, ge=1)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+    """Prometheus endpoint port; 0 disables it."""
+    metrics_host: str = "127.0.0.1"
+    webhook_port: int = Field(default=0, ge=0, le=65535)
+    """Port for NocoDB's after-insert webhook; 0 disables instant moderation."""
+    webhook_host: str = "127.0.0.1"
+    webhook_secret: SecretStr | None = None
+
+    @field_validator("nocodb_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/]+", value):
+            raise ValueError("must be an http(s) URL such as http://127.0.0.1:8080")
+        return value.rstrip("/")
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(h.strip().lower() for h in value.split(",") if h.strip())
+        return value
+
+    # --- derived -------------------------------------------------------------------------------
+    def politician(self, label: str) -> Politician:
+        """Configuration for a form option, filling in the defaults."""
+        configured = self.politicians.get(label, Politician())
+        return Politician(
+            folder=configured.folder or slugify(label),
+            tolerance=configured.tolerance or self.tolerance,
+        )
+
+    def reference_folder(self, label: str) -> Path:
+        folder = self.politician(label).folder
+        assert folder is not None
+        return self.reference_dir / folder
+
+    def tolerance_for(self, label: str) -> float:
+        tolerance = self.politician(label).tolerance
+        assert tolerance is not None
+        return tolerance
+
+    def token(self) -> str:
+        """The API token, for the one place that puts it in a header."""
+        if self.nocodb_token is None or not self.nocodb_token.get_secret_value():
+            raise ConfigError(
+                "nocodb_token: missing (set NOCODB_GUARD_NOCODB_TOKEN, a secret file "
+                "'nocodb_token', or the env file from scripts/nocodb-dev)"
+            )
+        return self.nocodb_token.get_secret_value()
+
+    def require_table(self) -> str:
+        if not self.table_id:
+            raise ConfigError("table_id: missing (set NOCODB_GUARD_TABLE_ID)")
+        return self.table_id
+
+    def public_summary(self) -> dict[str, Any]:
+        """The effective configuration for a start-up log line: no secrets, ever."""
+        data = self.model_dump(mode="json", exclude={"nocodb_token", "webhook_secret"})
+        data["nocodb_token"] = "set" if self.nocodb_token else "missing"
+        data["webhook_secret"] = "set" if self.webhook_secret else "missing"
+        return data
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The init kwargs carry the TOML file and secret files (see load_settings), so
+        # they rank below the environment: an operator's env var always wins.
+        return (env_settings, dotenv_settings, init_settings)
+
+
+def secret_dirs(explicit: Path | None) -> tuple[Path, ...]:
+    """Where to look for ``nocodb_token``: explicit dir, systemd's, then the container's."""
+    dirs: list[Path] = []
+    if explicit is not None:
+        dirs.append(explicit)
+    credentials = os.environ.get("CREDENTIALS_DIRECTORY")
+    if credentials:
+        dirs.append(Path(credentials))
+    dirs.extend(DEFAULT_SECRET_DIRS)
+    return tuple(dirs)
+
+
+def read_token_file(dirs: tuple[Path, ...]) -> str | None:
+    """The token from the first secret file found, or None."""
+    for directory in dirs:
+        for name in TOKEN_FILE_NAMES:
+            candidate = directory / name
+            if candidate.is_file():
+                return candidate.read_text(encoding="utf-8").strip()
+    return None
+
+
+def load_settings(
+    config_file: Path | None = None,
+    env_file: Path | None = None,
+    secrets_dir: Path | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Build the settings once; any problem becomes one :class:`ConfigError` naming the setting.
+
+    ``overrides`` (used by tests and CLI flags) rank with the TOML file, below the environment.
+    """
+    for label, path in (("--config", config_file), ("--env-file", env_file)):
+        if path is not None and not path.is_file():
+            raise ConfigError(f"{label}: no such file: {path}")
+    try:
+        values: dict[str, Any] = {}
+        if config_file is not None:
+            values.update(tomllib.loads(config_file.read_text(encoding="utf-8")))
+        token = read_token_file(secret_dirs(secrets_dir))
+        if token:
+            values["nocodb_token"] = token
+        values.update(overrides)
+        return Settings(_env_file=env_file, **values)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from None
+    except (OSError, ValueError) as exc:  # unreadable or malformed TOML / dotenv
+        raise ConfigError(f"cannot read settings: {exc}") from None
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """One line per bad setting, naming it the way an operator would set it."""
+    lines = []
+    for error in exc.errors():
+        name = ".".join(str(part) for part in error["loc"]) or "settings"
+        lines.append(f"{name} ({ENV_PREFIX}{str(error['loc'][0]).upper()}): {error['msg']}")
+    return "invalid settings: " + "; ".join(lines)
