@@ -89,3 +89,15 @@ class AlreadyRunning(Stop):
     """Another sweep holds the lock on this host."""
 
     exit_code = 4
+
+
+class BadPicture(GuardError):
+    """The bytes are not a picture we can judge: a definitive fact about the upload.
+
+    ``reason`` is one of ``not_an_image``, ``unreadable``, ``too_large``.
+    """
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail

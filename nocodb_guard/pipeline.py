@@ -1,0 +1,85 @@
+"""Bytes in, :class:`PictureAnalysis` out: decode, detect, filter, encode, compare.
+
+This is the unit of work a face worker runs. The uploader's pixels and face encoding
+live only inside :func:`analyze` and are dropped when it returns: only sizes, counts
+and distances leave it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from nocodb_guard import images
+from nocodb_guard.errors import BadPicture
+from nocodb_guard.faces import FaceEngine, face_distances, select_faces
+from nocodb_guard.models import PictureAnalysis, Reason
+from nocodb_guard.settings import Settings
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """The picklable subset of settings a worker process needs."""
+
+    max_pixels: int = 50_000_000
+    max_side: int = 1024
+    detection_model: str = "hog"
+    upsample: int = 1
+    min_face_px: int = 40
+    min_face_ratio: float = 0.35
+    num_jitters: int = 1
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PipelineConfig:
+        return cls(
+            max_pixels=settings.max_pixels,
+            max_side=settings.max_side,
+            detection_model=settings.detection_model,
+            upsample=settings.upsample,
+            min_face_px=settings.min_face_px,
+            min_face_ratio=settings.min_face_ratio,
+            num_jitters=settings.num_jitters,
+        )
+
+    def cache_key(self) -> str:
+        """What changes reference encodings: the cache is keyed by it."""
+        return f"{self.detection_model}-u{self.upsample}-s{self.max_side}-j{self.num_jitters}"
+
+
+def analyze(
+    data: bytes,
+    name: str,
+    references: npt.NDArray[np.float64] | None,
+    config: PipelineConfig,
+    engine: FaceEngine,
+) -> PictureAnalysis:
+    """Analyse one picture; never raises for bad input (it becomes ``problem``)."""
+    started = time.perf_counter()
+    try:
+        decoded = images.decode(data, max_pixels=config.max_pixels, max_side=config.max_side)
+    except BadPicture as bad:
+        return PictureAnalysis(
+            name=name,
+            problem=Reason(bad.reason),
+            detail=bad.detail,
+            seconds=time.perf_counter() - started,
+        )
+    detections = engine.detect(decoded.rgb)
+    kept, ignored = select_faces(detections, config.min_face_px, config.min_face_ratio)
+    distances: tuple[float, ...] = ()
+    if len(kept) == 1 and references is not None and len(references):
+        encoding = engine.encode(decoded.rgb, kept[0])
+        distances = tuple(face_distances(encoding, references))
+    return PictureAnalysis(
+        name=name,
+        format=decoded.format,
+        original_size=decoded.original_size,
+        analysed_size=(decoded.rgb.shape[1], decoded.rgb.shape[0]),
+        faces=tuple(kept),
+        ignored_faces=len(ignored),
+        distances=distances,
+        seconds=time.perf_counter() - started,
+    )
