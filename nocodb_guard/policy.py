@@ -1,0 +1,130 @@
+"""The verdict for one row: pure, no I/O, no logging, so it can be tested as a table.
+
+Deleting is irreversible, so the order of the rules matters:
+
+1. row-level facts the uploader controls (no file, too many files, no politician chosen)
+   are definitive rejections;
+2. a politician without references is the operator's mistake: defer, never delete;
+3. a picture that is definitively bad (not an image, unreadable, too large, no face,
+   a face too small, several faces) rejects the row, even if another attachment of the
+   same row could not be fetched: that verdict is drawn from a picture we did see;
+4. any other failure to see every picture (transient download error, URL not allowed)
+   defers the row;
+5. only then are distances compared: every picture must match.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nocodb_guard.models import Decision, PictureAnalysis, Reason, Verdict
+
+
+@dataclass(frozen=True)
+class RowEvidence:
+    """Everything :func:`decide` may look at for one row."""
+
+    politician: str | None
+    has_references: bool
+    attachment_count: int
+    pictures: tuple[PictureAnalysis, ...] = ()
+    failure: Reason | None = None
+    """Why some picture could not be seen (``transient_error`` or ``url_not_allowed``)."""
+    failure_detail: str = ""
+
+
+def decide(evidence: RowEvidence, *, tolerance: float, max_attachments: int) -> Decision:
+    """Apply the rules above, first match wins."""
+    return (
+        _row_rules(evidence, max_attachments)
+        or _picture_rules(evidence)
+        or _failure_rule(evidence)
+        or _match_rule(evidence, tolerance)
+    )
+
+
+def _reject(reason: Reason, explanation: str, **extra: float | None) -> Decision:
+    return Decision(Verdict.REJECTED, reason, explanation, **extra)
+
+
+def _defer(reason: Reason, explanation: str) -> Decision:
+    return Decision(Verdict.DEFERRED, reason, f"{explanation}; left for a later pass")
+
+
+def _row_rules(evidence: RowEvidence, max_attachments: int) -> Decision | None:
+    if evidence.attachment_count == 0:
+        return _reject(Reason.NO_ATTACHMENT, "no picture attached")
+    if evidence.attachment_count > max_attachments:
+        return _reject(
+            Reason.TOO_MANY_ATTACHMENTS,
+            f"{evidence.attachment_count} files attached (at most {max_attachments})",
+        )
+    if not (evidence.politician or "").strip():
+        return _reject(Reason.NO_POLITICIAN, "no politician chosen")
+    if not evidence.has_references:
+        return _defer(
+            Reason.UNKNOWN_POLITICIAN,
+            f"no reference photos configured for {evidence.politician!r}",
+        )
+    return None
+
+
+def _picture_rules(evidence: RowEvidence) -> Decision | None:
+    for index, picture in enumerate(evidence.pictures, start=1):
+        found = _picture_problem(picture, _label(index, evidence))
+        if found is not None:
+            return found
+    return None
+
+
+def _label(index: int, evidence: RowEvidence) -> str:
+    return "picture" if evidence.attachment_count == 1 else f"picture {index}"
+
+
+def _picture_problem(picture: PictureAnalysis, label: str) -> Decision | None:
+    if picture.problem is not None:
+        detail = f": {picture.detail}" if picture.detail else ""
+        return _reject(picture.problem, f"{label} {_PROBLEM_WORDS[picture.problem]}{detail}")
+    faces = len(picture.faces)
+    if faces == 0 and picture.ignored_faces:
+        return _reject(Reason.FACE_TOO_SMALL, f"{label}: the only face found is too small to judge")
+    if faces == 0:
+        return _reject(Reason.NO_FACE, f"{label}: no face found")
+    if faces > 1:
+        return _reject(Reason.MULTIPLE_FACES, f"{label}: {faces} faces found, exactly one required")
+    return None
+
+
+_PROBLEM_WORDS = {
+    Reason.NOT_AN_IMAGE: "is not an image",
+    Reason.UNREADABLE: "is corrupt or truncated",
+    Reason.TOO_LARGE: "is too large",
+}
+
+
+def _failure_rule(evidence: RowEvidence) -> Decision | None:
+    if evidence.failure is not None:
+        detail = f": {evidence.failure_detail}" if evidence.failure_detail else ""
+        return _defer(evidence.failure, f"could not fetch every picture{detail}")
+    if len(evidence.pictures) != evidence.attachment_count:
+        return _defer(Reason.TRANSIENT_ERROR, "not every picture was analysed")
+    return None
+
+
+def _match_rule(evidence: RowEvidence, tolerance: float) -> Decision:
+    distances = [picture.distance for picture in evidence.pictures]
+    if any(distance is None for distance in distances):
+        # One face but no distance: the references were empty. Never delete on that.
+        return _defer(Reason.UNKNOWN_POLITICIAN, "the face could not be compared")
+    worst = max(d for d in distances if d is not None)
+    who = evidence.politician
+    words = f"distance {worst:.2f} to {who} (tolerance {tolerance:.2f})"
+    prefix = "1 face" if len(distances) == 1 else f"{len(distances)} pictures, 1 face each, largest"
+    if worst <= tolerance:
+        return Decision(Verdict.APPROVED, Reason.MATCH, f"{prefix}, {words}", worst, tolerance)
+    return _reject(
+        Reason.NO_MATCH,
+        f"{prefix}, {words}: not {who}",
+        distance=worst,
+        tolerance=tolerance,
+    )
