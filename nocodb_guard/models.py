@@ -134,6 +134,15 @@ class Row:
     id: int
     politician: str | None
     attachments: tuple[Attachment, ...] = ()
+    status: str | None = None
+    """The status field as read; pending rows have it blank."""
+
+    def same_upload_as(self, other: Row) -> bool:
+        """True when politician and files are unchanged (an admin may edit between list and act)."""
+        def files(row: Row) -> list[tuple[str | None, str]]:
+            return [(a.path or a.url, a.title) for a in row.attachments]
+
+        return self.politician == other.politician and files(self) == files(other)
 
 
 @dataclass(frozen=True)
