@@ -101,3 +101,33 @@ class BadPicture(GuardError):
         super().__init__(detail)
         self.reason = reason
         self.detail = detail
+
+
+class AttachmentNotFound(DownloadFailed):
+    """The attachment link answered 404/410 (or 401/403, as S3 does for an expired signature).
+
+    Usually an expired ``signedPath``: the NocoDB client re-reads the row for a fresh link
+    and tries once more. Still transient from the row's point of view.
+    """
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class AttachmentMissing(DownloadFailed):
+    """Even a freshly signed link answers 404: the file is missing on NocoDB's side.
+
+    Not the uploader's fault (so never a reason to delete), and not something the next
+    pass is likely to fix either: the row is deferred, and an operator should look.
+    """
+
+
+class NocoDBRequestError(Stop):
+    """NocoDB refused a request as malformed (400/422, an unexpected 404 or redirect).
+
+    Retrying the same request cannot help: a setting (a status value outside the select
+    options, a field name) or this program is wrong.
+    """
+
+    exit_code = 2

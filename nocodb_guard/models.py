@@ -125,6 +125,8 @@ class Attachment:
     signed_path: str | None = None
     url: str | None = None
     signed_url: str | None = None
+    id: str | None = None
+    """NocoDB's id of the file entry, when present: matches an entry across re-reads."""
 
 
 @dataclass(frozen=True)
