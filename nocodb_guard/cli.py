@@ -1,0 +1,253 @@
+"""The ``nocodb-guard`` command: thin, maps errors to exit codes.
+
+Exit codes (stable, documented in the README):
+
+====  ==========================================================================
+0     done (sweep: every row decided; health: healthy; check: no problem)
+1     some rows deferred / health failing / check found problems
+2     bad settings, bad references or a broken face stack
+3     NocoDB unreachable or the token / table refused
+4     another sweep is already running on this host
+130   interrupted (Ctrl-C)
+====  ==========================================================================
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from nocodb_guard import __version__
+from nocodb_guard.errors import GuardError, NocoDBUnavailable, Stop
+from nocodb_guard.settings import Settings, load_settings
+
+EXIT_OK, EXIT_DEFERRED, EXIT_CONFIG, EXIT_NOCODB, EXIT_LOCKED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+
+log = structlog.get_logger("nocodb_guard.cli")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nocodb-guard",
+        description="Moderate a NocoDB upload table: exactly one face, and the right one.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--config", type=Path, help="TOML settings file")
+    parser.add_argument("--env-file", type=Path, help="dotenv file (e.g. .nocodb-dev/guard.env)")
+    parser.add_argument("--secrets-dir", type=Path, help="folder holding the file nocodb_token")
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--log-format", choices=["auto", "json", "console"])
+    parser.add_argument("--workers", type=int, help="face worker processes (0: in-process)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    explain = sub.add_parser("explain", help="show what the pipeline sees in pictures")
+    explain.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    who = explain.add_mutually_exclusive_group(required=True)
+    who.add_argument("--politician", help="form option whose references to compare with")
+    who.add_argument("--reference", nargs="+", type=Path, metavar="PHOTO",
+                     help="compare with these photos instead")
+    explain.add_argument("--tolerance", type=float, help="override the tolerance")
+    explain.add_argument("--json", action="store_true", help="print a JSON list")
+
+    refs = sub.add_parser("references", help="list politicians, their references and cache")
+    refs.add_argument("--json", action="store_true")
+    refs.add_argument("politicians", nargs="*", help="labels (default: configured + NocoDB's)")
+
+    check = sub.add_parser("check", help="settings, NocoDB, table schema and references")
+    check.add_argument("--json", action="store_true")
+
+    sweep = sub.add_parser("sweep", help="one moderation pass over pending rows")
+    sweep.add_argument("--dry-run", action="store_true", help="decide everything, change nothing")
+    sweep.add_argument("--limit", type=int, help="at most N rows")
+    sweep.add_argument("--json", action="store_true", help="print one JSON object")
+    sweep.add_argument("--recheck-approved", action="store_true",
+                       help="re-evaluate rows already approved; report those that now fail")
+    sweep.add_argument("--apply", action="store_true", help="with --recheck-approved: act on them")
+
+    sub.add_parser("run", help="the service: poll, sweep, repeat (systemd/container)")
+
+    health = sub.add_parser("health", help="exit 0 when the daemon's last sweep is recent")
+    health.add_argument("--max-age", type=float, help="seconds (default: heartbeat_max_age)")
+
+    evaluate = sub.add_parser("evaluate", help="calibrate tolerances on labelled photos")
+    evaluate.add_argument("directory", type=Path, metavar="DIR")
+    evaluate.add_argument("--self", dest="self_mode", action="store_true",
+                          help="draw references from DIR itself, one source photo at a time")
+    evaluate.add_argument("--json", action="store_true")
+    evaluate.add_argument("--plot", type=Path, metavar="PNG", help="write a distance plot")
+
+    history = sub.add_parser("history", help="why was a row decided as it was")
+    history.add_argument("--row", type=int)
+    history.add_argument("--since", help="ISO date/time or a duration like 2h, 3d")
+    history.add_argument("--verdict", choices=["approved", "rejected", "deferred"])
+    history.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit code (see module doc)."""
+    args = build_parser().parse_args(argv)
+    code = _run_guarded(args)
+    sys.stdout.flush()
+    return code
+
+
+def _run_guarded(args: argparse.Namespace) -> int:
+    try:
+        settings = _settings(args)
+        _configure_logging(settings)
+        return COMMANDS[args.command](args, settings)
+    except Stop as exc:
+        _fail(str(exc), exc.exit_code)
+        return exc.exit_code
+    except NocoDBUnavailable as exc:
+        _fail(f"NocoDB unavailable: {exc}", EXIT_NOCODB)
+        return EXIT_NOCODB
+    except GuardError as exc:
+        _fail(str(exc), EXIT_DEFERRED)
+        return EXIT_DEFERRED
+    except KeyboardInterrupt:
+        _fail("interrupted", EXIT_INTERRUPTED)
+        return EXIT_INTERRUPTED
+
+
+def _fail(message: str, code: int) -> None:
+    print(f"nocodb-guard: error: {message}", file=sys.stderr)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    for name in ("log_level", "log_format", "workers"):
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides[name] = value
+    return load_settings(args.config, args.env_file, args.secrets_dir, **overrides)
+
+
+def _configure_logging(settings: Settings) -> None:
+    from nocodb_guard.logs import configure_logging  # noqa: PLC0415
+
+    secrets = [s.get_secret_value() for s in (settings.nocodb_token, settings.webhook_secret) if s]
+    # Logs go to stderr for one-shot commands so that --json on stdout stays parseable;
+    # the daemon logs to stdout (journald / podman collect it).
+    configure_logging(settings.log_level, settings.log_format, stream=sys.stderr, secrets=secrets)
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+# --- commands --------------------------------------------------------------------------------
+def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
+    from nocodb_guard.explain import explain_pictures  # noqa: PLC0415
+
+    results = explain_pictures(
+        settings, args.images, politician=args.politician, reference_photos=args.reference,
+        tolerance=args.tolerance,
+    )
+    if args.json:
+        _print_json(results)
+    else:
+        from nocodb_guard.report import explain_text  # noqa: PLC0415
+
+        print("\n".join(explain_text(r) for r in results))
+    return EXIT_OK
+
+
+def cmd_references(args: argparse.Namespace, settings: Settings) -> int:
+    from nocodb_guard.checks import describe_references  # noqa: PLC0415
+
+    report, ok = describe_references(settings, args.politicians)
+    if args.json:
+        _print_json(report)
+    else:
+        print(_references_text(report))
+    return EXIT_OK if ok else EXIT_CONFIG
+
+
+def _references_text(report: list[dict[str, Any]]) -> str:
+    lines = []
+    for entry in report:
+        lines.append(f"{entry['politician']}  ->  {entry['folder']}  "
+                     f"(tolerance {entry['tolerance']}): {entry['status']}")
+        for file in entry["files"]:
+            cached = "cached" if file.get("cached") else "not cached"
+            problem = f"  ERROR: {file['error']}" if file.get("error") else ""
+            lines.append(f"    {file['name']}  [{cached}]{problem}")
+    return "\n".join(lines) or "no politicians configured"
+
+
+def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
+    from nocodb_guard.checks import run_checks  # noqa: PLC0415
+
+    results = run_checks(settings)
+    if args.json:
+        _print_json([r.as_dict() for r in results])
+    else:
+        for result in results:
+            print(f"[{'ok' if result.ok else 'FAIL'}] {result.name}: {result.message}")
+    if all(r.ok for r in results):
+        return EXIT_OK
+    return max(r.exit_code for r in results if not r.ok)
+
+
+def cmd_sweep(args: argparse.Namespace, settings: Settings) -> int:
+    from nocodb_guard.oneshot import run_sweep_command  # noqa: PLC0415
+
+    return run_sweep_command(
+        settings, dry_run=args.dry_run, limit=args.limit, as_json=args.json,
+        recheck_approved=args.recheck_approved, apply=args.apply,
+    )
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from nocodb_guard.daemon import run_daemon  # noqa: PLC0415
+
+    return run_daemon(settings)
+
+
+def cmd_health(args: argparse.Namespace, settings: Settings) -> int:
+    from nocodb_guard.health import check_health  # noqa: PLC0415
+
+    status = check_health(settings.state_dir, args.max_age or settings.heartbeat_max_age)
+    print(status.message)
+    return EXIT_OK if status.ok else EXIT_DEFERRED
+
+
+def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
+    from nocodb_guard.oneshot import run_evaluate_command  # noqa: PLC0415
+
+    return run_evaluate_command(
+        settings, args.directory, self_mode=args.self_mode, as_json=args.json, plot=args.plot
+    )
+
+
+def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
+    from nocodb_guard.oneshot import run_history_command  # noqa: PLC0415
+
+    return run_history_command(
+        settings, row=args.row, since=args.since, verdict=args.verdict, as_json=args.json
+    )
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
+    "explain": cmd_explain,
+    "references": cmd_references,
+    "check": cmd_check,
+    "sweep": cmd_sweep,
+    "run": cmd_run,
+    "health": cmd_health,
+    "evaluate": cmd_evaluate,
+    "history": cmd_history,
+}
+
+
+def entry() -> None:
+    """``python -m nocodb_guard``."""
+    raise SystemExit(main())

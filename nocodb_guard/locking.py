@@ -1,0 +1,36 @@
+"""A host-wide lock so that two sweeps never run at once (daemon tick vs manual sweep)."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from nocodb_guard.errors import AlreadyRunning
+
+LOCK_NAME = "sweep.lock"
+
+
+@contextmanager
+def sweep_lock(state_dir: Path) -> Iterator[None]:
+    """Hold an exclusive, non-blocking flock on ``state_dir/sweep.lock``.
+
+    flock is released by the kernel when the process dies, so a SIGKILLed daemon never
+    leaves a stale lock behind.
+    """
+    state_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(state_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise AlreadyRunning(
+                f"another sweep is running on this host (lock {state_dir / LOCK_NAME})"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        os.close(fd)

@@ -1,0 +1,105 @@
+"""Human- and machine-readable renderings of outcomes, for the CLI.
+
+Only counts, sizes, distances and reasons are rendered: never pixels or encodings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from nocodb_guard.models import Decision, PictureAnalysis, RowOutcome
+
+
+def picture_json(picture: PictureAnalysis) -> dict[str, Any]:
+    return {
+        "name": picture.name,
+        "problem": picture.problem.value if picture.problem else None,
+        "detail": picture.detail or None,
+        "format": picture.format,
+        "original_size": list(picture.original_size) if picture.original_size else None,
+        "analysed_size": list(picture.analysed_size) if picture.analysed_size else None,
+        "faces": len(picture.faces),
+        "boxes": [{"width": b.width, "height": b.height} for b in picture.faces],
+        "ignored_faces": picture.ignored_faces,
+        "distance": _round(picture.distance),
+        "seconds": round(picture.seconds, 4),
+    }
+
+
+def explain_json(
+    image: str, picture: PictureAnalysis, decision: Decision, reference_names: Sequence[str]
+) -> dict[str, Any]:
+    """One object per picture for ``explain --json``."""
+    data = picture_json(picture)
+    data.update(
+        image=image,
+        verdict=decision.verdict.value,
+        reason=decision.reason.value,
+        explanation=decision.explanation,
+        tolerance=decision.tolerance,
+        distances=dict(zip(reference_names, (_round(d) for d in picture.distances), strict=False)),
+    )
+    return data
+
+
+def explain_text(data: dict[str, Any]) -> str:
+    lines = [f"{data['image']}: {data['verdict']} ({data['reason']}): {data['explanation']}"]
+    if data["problem"]:
+        return "\n".join(lines)
+    size = "x".join(map(str, data["original_size"] or ()))
+    analysed = "x".join(map(str, data["analysed_size"] or ()))
+    lines.append(f"  decoded {data['format']} {size}, analysed at {analysed}")
+    boxes = ", ".join(f"{b['width']}x{b['height']}" for b in data["boxes"]) or "none"
+    lines.append(f"  faces: {data['faces']} ({boxes}); ignored as too small: {data['ignored_faces']}")
+    for name, distance in data["distances"].items():
+        lines.append(f"  distance to {name}: {distance:.3f}")
+    lines.append(f"  time: {data['seconds']:.2f}s")
+    return "\n".join(lines)
+
+
+def outcome_json(outcome: RowOutcome) -> dict[str, Any]:
+    decision = outcome.decision
+    return {
+        "id": outcome.row_id,
+        "politician": outcome.politician,
+        "verdict": decision.verdict.value,
+        "reason": decision.reason.value,
+        "distance": _round(decision.distance),
+        "tolerance": decision.tolerance,
+        "action": outcome.action,
+        "explanation": decision.explanation,
+        "pictures": [picture_json(p) for p in outcome.pictures],
+    }
+
+
+def outcome_line(outcome: RowOutcome) -> str:
+    d = outcome.decision
+    return (
+        f"row {outcome.row_id:>6}  {d.verdict.value:<9} {d.reason.value:<21} "
+        f"{outcome.action:<17} {outcome.politician or '-'}: {d.explanation}"
+    )
+
+
+def table(outcomes: Iterable[RowOutcome]) -> str:
+    header = f"{'':4}{'id':>6}  {'verdict':<9} {'reason':<21} {'action':<17} explanation"
+    return "\n".join([header, *(outcome_line(o) for o in outcomes)])
+
+
+def summary_text(summary: dict[str, Any]) -> str:
+    parts = [
+        f"{summary['rows']} rows: {summary['approved']} approved, "
+        f"{summary['rejected']} rejected, {summary['deferred']} deferred "
+        f"({summary['seconds']:.1f}s)"
+    ]
+    for key in ("rejected_by_reason", "deferred_by_reason"):
+        if summary[key]:
+            words = ", ".join(f"{reason} {count}" for reason, count in sorted(summary[key].items()))
+            parts.append(f"  {key.replace('_', ' ')}: {words}")
+    if summary.get("error"):
+        parts.append(f"  interrupted: {summary['error']}")
+    return "\n".join(parts)
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)

@@ -1,0 +1,72 @@
+"""Wiring: settings in, a ready :class:`Sweeper` out. Shared by ``sweep`` and ``run``.
+
+Kept apart from the CLI so that the daemon and the one-shot command build exactly the
+same objects, and from the sweep so that the sweep stays free of construction details.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from nocodb_guard.audit import AuditLog, settings_version
+from nocodb_guard.nocodb import NocoDBClient
+from nocodb_guard.pipeline import PipelineConfig
+from nocodb_guard.references import ReferenceStore
+from nocodb_guard.settings import Settings
+from nocodb_guard.sweep import Recorder, Sweeper, SweepOptions
+from nocodb_guard.workers import Analyzer, make_analyzer
+
+
+@dataclass
+class Runtime:
+    """Everything a pass needs; ``close()`` stops the worker processes."""
+
+    settings: Settings
+    client: NocoDBClient
+    references: ReferenceStore
+    analyzer: Analyzer
+    audit: AuditLog | None
+    recorders: list[Recorder] = field(default_factory=list)
+
+    def sweeper(self, *, dry_run: bool = False, limit: int | None = None) -> Sweeper:
+        options = SweepOptions(
+            dry_run=dry_run,
+            limit=limit,
+            tolerance=self.settings.tolerance,
+            max_attachments=self.settings.max_attachments,
+            prefetch=max(2, 2 * max(self.settings.workers, 1)),
+        )
+        return Sweeper(
+            self.client,
+            self.references,
+            self.analyzer,
+            options,
+            recorders=tuple(self.recorders),
+            tolerance_for=self.settings.tolerance_for,
+        )
+
+    def close(self) -> None:
+        self.analyzer.close()
+        self.client.close()
+
+
+def build_runtime(settings: Settings, *, audit: bool = True) -> Runtime:
+    """Build the client, reference store and face workers from the settings."""
+    config = PipelineConfig.from_settings(settings)
+    client = NocoDBClient(settings)
+    references = ReferenceStore.from_settings(settings)
+    audit_log = (
+        AuditLog(settings.state_dir, settings.audit_retention_days, settings_version(settings))
+        if audit
+        else None
+    )
+    runtime = Runtime(
+        settings=settings,
+        client=client,
+        references=references,
+        analyzer=make_analyzer(config, settings.workers),
+        audit=audit_log,
+    )
+    if audit_log is not None:
+        runtime.recorders.append(audit_log)
+    return runtime
