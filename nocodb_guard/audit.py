@@ -1,0 +1,261 @@
+"""The audit trail: one JSON line per decision, so an admin can ask "why was row 123 deleted?".
+
+Layout: ``<state_dir>/audit/audit-YYYY-MM-DD.jsonl``, one file per UTC day, mode 0600 in a
+0700 directory. Day files make retention trivial: :meth:`AuditLog.prune` deletes whole files
+(a record is kept ``retention_days`` and at most one day more), and a crash can at worst tear
+the last line of today's file, which :meth:`AuditLog.query` skips.
+
+What a record holds, and what it deliberately does not:
+
+- row id, UTC time, the politician chosen in the form, verdict, reason, action, the
+  plain-words explanation, the deciding distance and tolerance, the settings version;
+- per attachment: its position, detected format, face count, ignored (background) faces,
+  the smallest side of each kept face in pixels, best distance, and the problem if any.
+- **Never** face encodings, pixels or face coordinates (where a face is in a picture is a
+  fact about the uploader's photo; its size is only what ``face_too_small`` needs), and not
+  the attachment titles or error details: those are uploader-chosen text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from nocodb_guard.models import PictureAnalysis, RowOutcome, Verdict
+from nocodb_guard.settings import Settings
+
+log = logging.getLogger(__name__)
+
+AUDIT_SUBDIR = "audit"
+_FILE_RE = re.compile(r"^audit-(\d{4}-\d{2}-\d{2})\.jsonl$")
+_RELATIVE_RE = re.compile(r"^(\d+)\s*([smhdw])$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+#: Settings that change what a picture is decided to be; hashed by :func:`settings_version`.
+DECISION_SETTINGS = (
+    "tolerance",
+    "politicians",
+    "max_pixels",
+    "max_side",
+    "detection_model",
+    "upsample",
+    "min_face_px",
+    "min_face_ratio",
+    "num_jitters",
+    "max_attachments",
+    "max_download_bytes",
+)
+
+
+def settings_version(settings: Settings) -> str:
+    """A 12-hex-digit hash of the decision-relevant settings.
+
+    Stored in every record, so an admin sees which configuration decided a row and can
+    tell decisions made before and after a tolerance change apart.
+    """
+    relevant = settings.model_dump(mode="json", include=set(DECISION_SETTINGS))
+    canonical = json.dumps(relevant, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def picture_record(index: int, picture: PictureAnalysis) -> dict[str, Any]:
+    """The audit view of one attachment: counts, sizes and a distance, nothing biometric."""
+    distance = picture.distance
+    return {
+        "index": index,
+        "format": picture.format,
+        "faces": len(picture.faces),
+        "ignored_faces": picture.ignored_faces,
+        "face_px": [box.size for box in picture.faces],
+        "best_distance": None if distance is None else round(distance, 4),
+        "problem": None if picture.problem is None else str(picture.problem),
+    }
+
+
+def outcome_record(
+    outcome: RowOutcome, *, when: datetime, version: str, dry_run: bool = False
+) -> dict[str, Any]:
+    """The JSON object written for one decision."""
+    decision = outcome.decision
+    return {
+        "time": when.astimezone(UTC).isoformat(timespec="seconds"),
+        "row_id": outcome.row_id,
+        "politician": outcome.politician,
+        "verdict": str(decision.verdict),
+        "reason": str(decision.reason),
+        "action": outcome.action,
+        "explanation": decision.explanation,
+        "distance": None if decision.distance is None else round(decision.distance, 4),
+        "tolerance": decision.tolerance,
+        "pictures": [picture_record(i, p) for i, p in enumerate(outcome.pictures)],
+        "settings_version": version,
+        "dry_run": dry_run,
+    }
+
+
+class AuditLog:
+    """Append-only decision records with automatic retention.
+
+    ``record`` opens the day's file with ``O_APPEND`` and writes each record in one
+    ``write`` call, then fsyncs: a decision that deleted a row must survive a power cut,
+    and several processes (daemon, a manual ``sweep``) may append at once.
+    """
+
+    def __init__(
+        self,
+        state_dir: Path,
+        retention_days: int = 30,
+        settings_version: str = "",
+        *,
+        fsync: bool = True,
+        now: datetime | None = None,
+    ) -> None:
+        self.directory = Path(state_dir) / AUDIT_SUBDIR
+        self.retention_days = retention_days
+        self.settings_version = settings_version
+        self.fsync = fsync
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._pruned_on: date | None = None
+        self.prune(now or datetime.now(UTC))
+
+    def path_for(self, day: date) -> Path:
+        return self.directory / f"audit-{day.isoformat()}.jsonl"
+
+    def files(self) -> list[tuple[date, Path]]:
+        """The day files present, oldest first."""
+        found = []
+        for path in self.directory.iterdir():
+            match = _FILE_RE.match(path.name)
+            if match:
+                found.append((date.fromisoformat(match.group(1)), path))
+        return sorted(found)
+
+    def record(
+        self, outcome: RowOutcome, *, dry_run: bool = False, now: datetime | None = None
+    ) -> dict[str, Any]:
+        """Append one decision; prunes first when the day has changed. Returns the record."""
+        when = (now or datetime.now(UTC)).astimezone(UTC)
+        if self._pruned_on != when.date():
+            self.prune(when)
+        record = outcome_record(
+            outcome, when=when, version=self.settings_version, dry_run=dry_run
+        )
+        line = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+        fd = os.open(self.path_for(when.date()), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, line)
+            if self.fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        return record
+
+    def prune(self, now: datetime) -> list[Path]:
+        """Delete day files older than the retention period; returns what was removed."""
+        oldest_kept = (now.astimezone(UTC) - timedelta(days=self.retention_days)).date()
+        removed = []
+        for day, path in self.files():
+            if day < oldest_kept:
+                path.unlink(missing_ok=True)
+                removed.append(path)
+        self._pruned_on = now.astimezone(UTC).date()
+        return removed
+
+    def query(
+        self,
+        row_id: int | None = None,
+        since: datetime | None = None,
+        verdict: Verdict | str | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Records matching every given filter, oldest first."""
+        since_utc = None if since is None else _as_utc(since)
+        wanted_verdict = None if verdict is None else str(Verdict(verdict))
+        for day, path in self.files():
+            if since_utc is not None and day < since_utc.date():
+                continue
+            for record in _read_records(path):
+                if row_id is not None and record.get("row_id") != row_id:
+                    continue
+                if wanted_verdict is not None and record.get("verdict") != wanted_verdict:
+                    continue
+                if since_utc is not None and _record_time(record) < since_utc:
+                    continue
+                yield record
+
+
+def _as_utc(moment: datetime) -> datetime:
+    """Naive datetimes are taken as UTC: the audit file is in UTC."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _record_time(record: dict[str, Any]) -> datetime:
+    try:
+        return _as_utc(datetime.fromisoformat(str(record.get("time"))))
+    except ValueError:
+        return datetime.min.replace(tzinfo=UTC)
+
+
+def _read_records(path: Path) -> Iterator[dict[str, Any]]:
+    """Parsed lines of one file; a torn or garbled line is skipped with a warning."""
+    try:
+        handle = path.open(encoding="utf-8")
+    except FileNotFoundError:  # pruned by another process meanwhile
+        return
+    with handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                log.warning("audit: skipping unreadable line %d of %s", number, path.name)
+                continue
+            if isinstance(record, dict):
+                yield record
+
+
+def parse_since(text: str, now: datetime | None = None) -> datetime:
+    """``--since`` for ``history``: an ISO date/time (UTC unless it says otherwise) or an
+    age such as ``30m``, ``12h``, ``7d``, ``2w``. Raises ValueError with a usable message.
+    """
+    cleaned = text.strip().lower()
+    match = _RELATIVE_RE.match(cleaned)
+    if match:
+        seconds = int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        return (now or datetime.now(UTC)).astimezone(UTC) - timedelta(seconds=seconds)
+    try:
+        return _as_utc(datetime.fromisoformat(text.strip()))
+    except ValueError:
+        raise ValueError(
+            f"--since {text!r}: expected an ISO date/time (2024-05-01, 2024-05-01T12:00) "
+            f"or an age (30m, 12h, 7d, 2w)"
+        ) from None
+
+
+def format_record(record: dict[str, Any]) -> str:
+    """One human line for ``history``: when, which row, what happened and why."""
+    flags = " (dry run)" if record.get("dry_run") else ""
+    pictures = "; ".join(_format_picture(p) for p in record.get("pictures", []))
+    line = (
+        f"{record.get('time')}  row {record.get('row_id')}  {record.get('verdict')}/"
+        f"{record.get('reason')} -> {record.get('action')}{flags}  "
+        f"politician={record.get('politician')!s}: {record.get('explanation')}"
+    )
+    if pictures:
+        line += f"  [{pictures}]"
+    return line + f"  settings={record.get('settings_version')}"
+
+
+def _format_picture(picture: dict[str, Any]) -> str:
+    if picture.get("problem"):
+        return f"#{picture.get('index')}: {picture['problem']}"
+    distance = picture.get("best_distance")
+    shown = "-" if distance is None else f"{distance:.2f}"
+    return f"#{picture.get('index')}: {picture.get('faces')} face(s), distance {shown}"
