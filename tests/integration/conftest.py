@@ -1,0 +1,184 @@
+"""A real NocoDB for the integration tests, started by the suite itself.
+
+One server per test session (start-up costs ~10 s, the npm install is cached per machine),
+on a fresh temp data dir and a free port, bootstrapped by `scripts/nocodb-dev up` exactly as
+operators run it. Tests share it and empty the table with the `clean_table` fixture.
+Every test under tests/integration/ is marked `integration`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests import nocodb_admin
+
+REPO = Path(__file__).resolve().parents[2]
+NOCODB_DEV = REPO / "scripts" / "nocodb-dev"
+HERE = Path(__file__).resolve().parent
+# "Nobody Configured" is a valid form option with no reference photos: the daemon must leave
+# its rows alone (an operator's misconfiguration is never a reason to delete).
+POLITICIANS = ("obama", "Grace Hopper (demo)", "Eileen Collins (demo)", "Nobody Configured")
+UP_TIMEOUT_S = 900  # the first run on a machine installs and compiles (~4 min on 2 cores)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark everything in this directory `integration` (so `-m "not integration"` works)."""
+    for item in items:
+        if HERE in Path(str(item.path)).resolve().parents:
+            item.add_marker(pytest.mark.integration)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, _, value = line.partition("=")
+            values[key.strip()] = value.strip()
+    return values
+
+
+@dataclass
+class DevServer:
+    """Handle on the session's NocoDB: its settings, and the visitor/admin actions tests need."""
+
+    dir: Path
+    port: int
+    politicians: tuple[str, ...]
+    env: dict[str, str] = field(default_factory=dict)
+
+    # ----------------------------------------------------------- lifecycle
+    def run(
+        self, command: str, *args: str, timeout: float = UP_TIMEOUT_S
+    ) -> subprocess.CompletedProcess[str]:
+        """Run `scripts/nocodb-dev COMMAND` against this server's data dir and port."""
+        process_env = dict(os.environ)
+        process_env.update({"NOCODB_DEV_DIR": str(self.dir), "NOCODB_DEV_PORT": str(self.port)})
+        return subprocess.run(
+            [sys.executable, str(NOCODB_DEV), command, *args],
+            env=process_env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def start(self) -> None:
+        """`up` (idempotent): starts the process if stopped, then re-reads guard.env."""
+        args = [arg for label in self.politicians for arg in ("--politician", label)]
+        result = self.run("up", *args)
+        if result.returncode != 0:
+            raise RuntimeError(f"nocodb-dev up failed ({result.returncode}):\n{result.stderr}")
+        self.env = read_env_file(self.env_file)
+
+    def stop(self) -> None:
+        """`down`: SIGTERM our server process; the data dir stays for a later start()."""
+        result = self.run("down", timeout=60)
+        if result.returncode != 0:
+            raise RuntimeError(f"nocodb-dev down failed:\n{result.stderr}")
+
+    def pid(self) -> int | None:
+        try:
+            return int((self.dir / "nocodb.pid").read_text().strip())
+        except FileNotFoundError:
+            return None
+
+    def log_text(self) -> str:
+        log = self.dir / "nocodb.log"
+        return log.read_text(errors="replace") if log.exists() else ""
+
+    # ----------------------------------------------------------- settings
+    @property
+    def env_file(self) -> Path:
+        return self.dir / "guard.env"
+
+    @property
+    def url(self) -> str:
+        return self.env["NOCODB_GUARD_NOCODB_URL"]
+
+    @property
+    def token(self) -> str:
+        return self.env["NOCODB_GUARD_NOCODB_TOKEN"]
+
+    @property
+    def table_id(self) -> str:
+        return self.env["NOCODB_GUARD_TABLE_ID"]
+
+    @property
+    def form_uuid(self) -> str:
+        return self.env["NOCODB_DEV_FORM_UUID"]
+
+    # ----------------------------------------------------------- visitors and admins
+    def submit(
+        self,
+        politician: str | None,
+        files: Sequence[nocodb_admin.FileTuple],
+        title: str | None = None,
+        **extra_fields: Any,
+    ) -> dict[str, Any]:
+        """An anonymous upload through the public form, as the iframe sends it."""
+        return nocodb_admin.submit_form(
+            self.url, self.form_uuid, politician, files, title, extra_fields=extra_fields
+        )
+
+    def rows(self, where: str | None = None) -> list[dict[str, Any]]:
+        return nocodb_admin.list_rows(self.url, self.token, self.table_id, where)
+
+    def row(self, row_id: int) -> dict[str, Any] | None:
+        return nocodb_admin.get_row(self.url, self.token, self.table_id, row_id)
+
+    def insert(self, rows: Sequence[Mapping[str, Any]]) -> list[int]:
+        return nocodb_admin.insert_rows_via_api(self.url, self.token, self.table_id, rows)
+
+    def clear(self) -> int:
+        return nocodb_admin.delete_all_rows(self.url, self.token, self.table_id)
+
+
+def require_node() -> None:
+    missing = [tool for tool in ("node", "npm") if shutil.which(tool) is None]
+    if missing:
+        pytest.fail(
+            f"integration tests need {' and '.join(missing)} on PATH to run the real NocoDB "
+            "(install Node.js 20+ and npm; CI must provide them)",
+            pytrace=False,
+        )
+
+
+@pytest.fixture(scope="session")
+def nocodb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
+    """The session's real NocoDB; always brought down at the end, even after a failure."""
+    require_node()
+    server = DevServer(
+        dir=tmp_path_factory.mktemp("nocodb-dev"), port=free_port(), politicians=POLITICIANS
+    )
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def clean_table(nocodb: DevServer) -> Iterator[DevServer]:
+    """An empty Uploads table before the test (and after, so leftovers never leak)."""
+    if nocodb.pid() is None:
+        nocodb.start()  # a fault test may have left it stopped
+    nocodb.clear()
+    yield nocodb
+    if nocodb.pid() is not None:
+        nocodb.clear()
