@@ -144,9 +144,7 @@ class AuditLog:
         when = (now or datetime.now(UTC)).astimezone(UTC)
         if self._pruned_on != when.date():
             self.prune(when)
-        record = outcome_record(
-            outcome, when=when, version=self.settings_version, dry_run=dry_run
-        )
+        record = outcome_record(outcome, when=when, version=self.settings_version, dry_run=dry_run)
         line = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
         fd = os.open(self.path_for(when.date()), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
