@@ -103,9 +103,10 @@ def outcome_record(
 class AuditLog:
     """Append-only decision records with automatic retention.
 
-    ``record`` opens the day's file with ``O_APPEND`` and writes each record in one
-    ``write`` call, then fsyncs: a decision that deleted a row must survive a power cut,
-    and several processes (daemon, a manual ``sweep``) may append at once.
+    ``append`` (and ``record``, its form for the sweep) opens the day's file with
+    ``O_APPEND``, writes each record in one ``write`` call, then fsyncs: a decision that
+    deleted a row must survive a power cut, and several processes (daemon, a manual
+    ``sweep``) may append at once.
     """
 
     def __init__(
@@ -114,12 +115,14 @@ class AuditLog:
         retention_days: int = 30,
         settings_version: str = "",
         *,
+        dry_run: bool = False,
         fsync: bool = True,
         now: datetime | None = None,
     ) -> None:
         self.directory = Path(state_dir) / AUDIT_SUBDIR
         self.retention_days = retention_days
         self.settings_version = settings_version
+        self.dry_run = dry_run
         self.fsync = fsync
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._pruned_on: date | None = None
@@ -137,14 +140,23 @@ class AuditLog:
                 found.append((date.fromisoformat(match.group(1)), path))
         return sorted(found)
 
-    def record(
+    def record(self, outcome: RowOutcome) -> None:
+        """Append one decision (the sweep's ``Recorder`` interface)."""
+        self.append(outcome)
+
+    def append(
         self, outcome: RowOutcome, *, dry_run: bool = False, now: datetime | None = None
     ) -> dict[str, Any]:
-        """Append one decision; prunes first when the day has changed. Returns the record."""
+        """Append one decision, pruning first when the UTC day has changed; returns the record.
+
+        The record is marked ``dry_run`` when this log or the call says so, or when the
+        sweep's action was ``dry_run``: nothing was changed in NocoDB for it.
+        """
         when = (now or datetime.now(UTC)).astimezone(UTC)
         if self._pruned_on != when.date():
             self.prune(when)
-        record = outcome_record(outcome, when=when, version=self.settings_version, dry_run=dry_run)
+        dry = dry_run or self.dry_run or outcome.action == "dry_run"
+        record = outcome_record(outcome, when=when, version=self.settings_version, dry_run=dry)
         line = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
         fd = os.open(self.path_for(when.date()), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:

@@ -62,8 +62,8 @@ def _lines(log: AuditLog) -> list[dict[str, Any]]:
 
 def test_each_decision_appends_one_json_line(tmp_path: Path) -> None:
     log = AuditLog(tmp_path, 30, "abc123", now=NOW)
-    log.record(_approved(), now=NOW)
-    log.record(_rejected(), now=NOW + timedelta(minutes=1))
+    log.append(_approved(), now=NOW)
+    log.append(_rejected(), now=NOW + timedelta(minutes=1))
     records = _lines(log)
     assert [r["row_id"] for r in records] == [123, 7]
     first = records[0]
@@ -90,7 +90,7 @@ def test_each_decision_appends_one_json_line(tmp_path: Path) -> None:
 
 def test_the_audit_file_is_readable_by_its_owner_only(tmp_path: Path) -> None:
     log = AuditLog(tmp_path, 30, "v", now=NOW)
-    log.record(_approved(), now=NOW)
+    log.append(_approved(), now=NOW)
     [(_, path)] = log.files()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert path.name == "audit-2024-05-31.jsonl"
@@ -111,8 +111,8 @@ def _walk(value: Any) -> list[Any]:
 
 def test_a_record_holds_nothing_biometric_nor_uploader_text(tmp_path: Path) -> None:
     log = AuditLog(tmp_path, 30, "v", now=NOW)
-    log.record(_approved(), now=NOW)
-    log.record(_rejected(), now=NOW)
+    log.append(_approved(), now=NOW)
+    log.append(_rejected(), now=NOW)
     raw = "".join(p.read_text(encoding="utf-8") for _, p in log.files())
     for value in _walk(_lines(log)):
         if isinstance(value, str):
@@ -127,28 +127,37 @@ def test_a_record_holds_nothing_biometric_nor_uploader_text(tmp_path: Path) -> N
 
 def test_a_dry_run_decision_is_marked(tmp_path: Path) -> None:
     log = AuditLog(tmp_path, 30, "v", now=NOW)
-    assert log.record(_approved(), dry_run=True, now=NOW)["dry_run"] is True
+    assert log.append(_approved(), dry_run=True, now=NOW)["dry_run"] is True
+    dry = RowOutcome(1, "Ada", _approved().decision, "dry_run")
+    assert log.append(dry, now=NOW)["dry_run"] is True
+    assert AuditLog(tmp_path, 30, "v", dry_run=True, now=NOW).append(_approved())["dry_run"]
+
+
+def test_the_sweep_records_through_the_recorder_interface(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path, 30, "v")
+    log.record(_approved(5))
+    assert [r["row_id"] for r in log.query()] == [5]
 
 
 def test_files_older_than_the_retention_are_pruned_when_the_log_opens(tmp_path: Path) -> None:
     old = AuditLog(tmp_path, 30, "v", now=NOW - timedelta(days=40))
-    old.record(_approved(1), now=NOW - timedelta(days=40))
-    old.record(_approved(2), now=NOW - timedelta(days=30))
+    old.append(_approved(1), now=NOW - timedelta(days=40))
+    old.append(_approved(2), now=NOW - timedelta(days=30))
     log = AuditLog(tmp_path, 30, "v", now=NOW)
     assert [r["row_id"] for r in log.query()] == [2]
 
 
 def test_recording_on_a_new_day_prunes_expired_files(tmp_path: Path) -> None:
     log = AuditLog(tmp_path, 2, "v", now=NOW)
-    log.record(_approved(1), now=NOW)
-    log.record(_approved(2), now=NOW + timedelta(days=3))
+    log.append(_approved(1), now=NOW)
+    log.append(_approved(2), now=NOW + timedelta(days=3))
     assert [r["row_id"] for r in log.query()] == [2]
 
 
 def test_history_answers_why_a_row_was_deleted(tmp_path: Path) -> None:
     log = AuditLog(tmp_path, 30, "v", now=NOW)
-    log.record(_approved(123), now=NOW)
-    log.record(_rejected(7), now=NOW)
+    log.append(_approved(123), now=NOW)
+    log.append(_rejected(7), now=NOW)
     [record] = log.query(row_id=7)
     assert (record["action"], record["reason"]) == ("deleted", "not_an_image")
     line = format_record(record)
@@ -157,9 +166,9 @@ def test_history_answers_why_a_row_was_deleted(tmp_path: Path) -> None:
 
 def test_history_filters_by_verdict_and_time(tmp_path: Path) -> None:
     log = AuditLog(tmp_path, 30, "v", now=NOW)
-    log.record(_rejected(1), now=NOW - timedelta(days=2))
-    log.record(_approved(2), now=NOW - timedelta(hours=1))
-    log.record(_rejected(3), now=NOW)
+    log.append(_rejected(1), now=NOW - timedelta(days=2))
+    log.append(_approved(2), now=NOW - timedelta(hours=1))
+    log.append(_rejected(3), now=NOW)
     assert [r["row_id"] for r in log.query(verdict="rejected")] == [1, 3]
     recent = log.query(verdict=Verdict.REJECTED, since=NOW - timedelta(hours=2))
     assert [r["row_id"] for r in recent] == [3]
@@ -168,7 +177,7 @@ def test_history_filters_by_verdict_and_time(tmp_path: Path) -> None:
 
 def test_a_torn_last_line_is_skipped(tmp_path: Path) -> None:
     log = AuditLog(tmp_path, 30, "v", now=NOW)
-    log.record(_approved(1), now=NOW)
+    log.append(_approved(1), now=NOW)
     [(_, path)] = log.files()
     with path.open("a", encoding="utf-8") as handle:
         handle.write('{"row_id": 2, "verd')
