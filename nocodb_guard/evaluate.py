@@ -39,7 +39,7 @@ import numpy as np
 from nocodb_guard import calibration, images
 from nocodb_guard.calibration import Encoding, Finding, Suggestion, ToleranceRow
 from nocodb_guard.errors import BadPicture, ConfigError
-from nocodb_guard.faces import FaceEngine, select_faces
+from nocodb_guard.faces import FaceEngine, find_faces
 from nocodb_guard.pipeline import PipelineConfig
 from nocodb_guard.settings import Settings, slugify
 
@@ -174,9 +174,7 @@ def make_photo_encoder(config: PipelineConfig, engine: FaceEngine) -> EncodePhot
             decoded = images.decode(data, max_pixels=config.max_pixels, max_side=config.max_side)
         except BadPicture as bad:
             return PhotoEncoding(0, problem=bad.reason)
-        kept, _ = select_faces(
-            engine.detect(decoded.rgb), config.min_face_px, config.min_face_ratio
-        )
+        kept, _ = find_faces(engine, decoded.rgb, config.min_face_px, config.min_face_ratio)
         if len(kept) != 1:
             return PhotoEncoding(len(kept))
         return PhotoEncoding(1, engine.encode(decoded.rgb, kept[0]))
