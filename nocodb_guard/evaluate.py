@@ -116,11 +116,7 @@ def read_labelled_photos(directory: Path) -> tuple[list[LabelledPhoto], list[str
     """Every image file of DIR with its labels, and notes about the manifest."""
     if not directory.is_dir():
         raise ConfigError(f"evaluate: no such directory: {directory}")
-    present = {
-        p.relative_to(directory).as_posix(): p
-        for p in _image_files(directory)
-        if len(p.relative_to(directory).parts) > 1
-    }
+    present = {p.relative_to(directory).as_posix(): p for p in _image_files(directory)}
     manifest_path = directory / MANIFEST
     listed = _read_manifest(manifest_path) if manifest_path.is_file() else {}
     notes = [f"{MANIFEST}: {file} is listed but missing" for file in listed if file not in present]
@@ -128,6 +124,8 @@ def read_labelled_photos(directory: Path) -> tuple[list[LabelledPhoto], list[str
     for file in sorted(present):
         if file in listed:
             photos.append(listed[file])
+        elif "/" not in file:
+            notes.append(f"{file} skipped: not in a person's folder nor in {MANIFEST}")
         else:
             person = file.split("/", 1)[0]
             photos.append(LabelledPhoto(file, (person,), f"{person}/{file}"))

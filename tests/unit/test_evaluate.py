@@ -15,12 +15,14 @@ from nocodb_guard.evaluate import (
     EvaluationReport,
     PhotoEncoding,
     Target,
+    configured_targets,
     evaluate_dir,
     plot_png,
     read_labelled_photos,
     render_text,
     to_json,
 )
+from nocodb_guard.settings import Politician, Settings
 
 SHARED_FACES = Path(__file__).resolve().parents[2] / ".." / "shared" / "faces"
 
@@ -166,7 +168,29 @@ def test_without_a_manifest_the_folder_is_the_person_and_each_file_its_own_photo
         ("ada/x.jpg", "ada", "ada/ada/x.jpg"),
         ("ada/y.png", "ada", "ada/ada/y.png"),
     ]
-    assert notes == []
+    assert notes == ["top.jpg skipped: not in a person's folder nor in manifest.csv"]
+
+
+def test_configured_targets_default_to_the_reference_folders(tmp_path: Path) -> None:
+    _write(tmp_path, {"ada_lovelace/1.jpg": b"1", "ada_lovelace/2.png": b"2", "grace/1.jpg": b""})
+    targets = configured_targets(Settings(reference_dir=tmp_path, tolerance=0.5))
+    assert [(t.label, t.folder, t.tolerance, len(t.reference_files)) for t in targets] == [
+        ("ada_lovelace", "ada_lovelace", 0.5, 2),
+        ("grace", "grace", 0.5, 1),
+    ]
+
+
+def test_configured_targets_follow_the_politicians_setting(tmp_path: Path) -> None:
+    _write(tmp_path, {"ada_lovelace/1.jpg": b"1", "other/1.jpg": b""})
+    settings = Settings(
+        reference_dir=tmp_path,
+        politicians={"Ada Lovelace": Politician(tolerance=0.45), "Nobody": Politician()},
+    )
+    targets = configured_targets(settings)
+    assert [(t.label, t.folder, t.tolerance, len(t.reference_files)) for t in targets] == [
+        ("Ada Lovelace", "ada_lovelace", 0.45, 1),
+        ("Nobody", "nobody", 0.6, 0),
+    ]
 
 
 def test_a_polluted_reference_set_is_flagged_in_configured_mode(tmp_path: Path) -> None:
