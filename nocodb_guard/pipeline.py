@@ -15,7 +15,7 @@ import numpy.typing as npt
 
 from nocodb_guard import images
 from nocodb_guard.errors import BadPicture
-from nocodb_guard.faces import FaceEngine, face_distances, select_faces
+from nocodb_guard.faces import FaceEngine, face_distances, find_faces
 from nocodb_guard.models import PictureAnalysis, Reason
 from nocodb_guard.settings import Settings
 
@@ -56,7 +56,12 @@ def analyze(
     config: PipelineConfig,
     engine: FaceEngine,
 ) -> PictureAnalysis:
-    """Analyse one picture; never raises for bad input (it becomes ``problem``)."""
+    """Analyse one picture; never raises for bad input (it becomes ``problem``).
+
+    Faces are counted by :func:`nocodb_guard.faces.find_faces` (size filters, then a
+    second opinion on every face after the first). Pictures whose every detection is
+    below ``min_face_px`` come back with ``faces=()`` and ``ignored_faces > 0``.
+    """
     started = time.perf_counter()
     try:
         decoded = images.decode(data, max_pixels=config.max_pixels, max_side=config.max_side)
@@ -67,11 +72,11 @@ def analyze(
             detail=bad.detail,
             seconds=time.perf_counter() - started,
         )
-    detections = engine.detect(decoded.rgb)
-    kept, ignored = select_faces(detections, config.min_face_px, config.min_face_ratio)
+    rgb = decoded.rgb
+    kept, ignored = find_faces(engine, rgb, config.min_face_px, config.min_face_ratio)
     distances: tuple[float, ...] = ()
     if len(kept) == 1 and references is not None and len(references):
-        encoding = engine.encode(decoded.rgb, kept[0])
+        encoding = engine.encode(rgb, kept[0])
         distances = tuple(face_distances(encoding, references))
     return PictureAnalysis(
         name=name,

@@ -1,0 +1,274 @@
+"""How many faces a picture holds, and the face stack's failure modes.
+
+The pictures ship inside matplotlib and scikit-image (any fresh machine has them); the
+real dlib engine is loaded once for the module (about 1-2 s).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+from PIL import Image, ImageFile
+
+from nocodb_guard import pipeline
+from nocodb_guard.errors import FaceStackError
+from nocodb_guard.faces import (
+    Detection,
+    DlibFaceEngine,
+    as_dlib_image,
+    face_distances,
+    find_faces,
+    select_faces,
+)
+from nocodb_guard.models import FaceBox
+
+MAX_SIDE = 1024
+MIN_FACE_PX = 40
+MIN_FACE_RATIO = 0.35
+
+
+def grace_hopper_path() -> Path:
+    import matplotlib  # noqa: PLC0415
+
+    return Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+
+
+def skimage_path(name: str) -> Path:
+    import skimage  # noqa: PLC0415
+
+    return Path(os.path.dirname(skimage.__file__)) / "data" / name
+
+
+def load_rgb(path: Path, max_side: int = MAX_SIDE) -> npt.NDArray[np.uint8]:
+    """The picture as the pipeline sees it: RGB, longest side at most ``max_side``."""
+    with Image.open(path) as image:
+        rgb = image.convert("RGB")
+    rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    return np.ascontiguousarray(np.asarray(rgb))
+
+
+def side_by_side(*paths: Path, height: int = 400) -> npt.NDArray[np.uint8]:
+    """Several pictures pasted next to each other, each scaled to ``height``."""
+    parts = []
+    for path in paths:
+        with Image.open(path) as image:
+            rgb = image.convert("RGB")
+        parts.append(rgb.resize((round(rgb.width * height / rgb.height), height)))
+    canvas = Image.new("RGB", (sum(p.width for p in parts), height))
+    x = 0
+    for part in parts:
+        canvas.paste(part, (x, 0))
+        x += part.width
+    return np.ascontiguousarray(np.asarray(canvas))
+
+
+@pytest.fixture(scope="module")
+def engine() -> DlibFaceEngine:
+    return DlibFaceEngine(model="hog", upsample=1)
+
+
+def count_faces(engine: DlibFaceEngine, rgb: npt.NDArray[np.uint8]) -> int:
+    kept, _ = find_faces(engine, rgb, MIN_FACE_PX, MIN_FACE_RATIO)
+    return len(kept)
+
+
+# --- the real engine on pictures -------------------------------------------------------------
+
+
+def test_grace_hopper_holds_exactly_one_face(engine: DlibFaceEngine) -> None:
+    assert count_faces(engine, load_rgb(grace_hopper_path())) == 1
+
+
+def test_the_astronauts_mission_patch_is_not_counted_as_a_second_face(
+    engine: DlibFaceEngine,
+) -> None:
+    rgb = load_rgb(skimage_path("astronaut.png"))
+    detections = engine.detect(rgb)
+    # HOG alone does see two same-sized "faces": the second opinion is what rejects the patch.
+    assert len(detections) == 2
+    assert count_faces(engine, rgb) == 1
+
+
+def test_a_cat_holds_no_face(engine: DlibFaceEngine) -> None:
+    assert count_faces(engine, load_rgb(skimage_path("chelsea.png"))) == 0
+
+
+def test_two_people_side_by_side_are_two_faces(engine: DlibFaceEngine) -> None:
+    rgb = side_by_side(grace_hopper_path(), skimage_path("astronaut.png"))
+    kept, _ = find_faces(engine, rgb, MIN_FACE_PX, MIN_FACE_RATIO)
+    assert len(kept) == 2
+    centres = sorted((box.left + box.right) / 2 for box in kept)
+    assert centres[0] < rgb.shape[1] / 2 < centres[1]
+
+
+def test_the_cnn_confirms_a_real_face_and_denies_the_patch(engine: DlibFaceEngine) -> None:
+    rgb = load_rgb(skimage_path("astronaut.png"))
+    by_score = sorted(engine.detect(rgb), key=lambda d: d.score, reverse=True)
+    assert engine.confirm(rgb, by_score[0].box)
+    assert not engine.confirm(rgb, by_score[1].box)
+
+
+def test_the_same_person_is_closer_than_someone_else(engine: DlibFaceEngine) -> None:
+    hopper = load_rgb(grace_hopper_path())
+    astronaut = load_rgb(skimage_path("astronaut.png"))
+    hopper_box = find_faces(engine, hopper, MIN_FACE_PX, MIN_FACE_RATIO)[0][0]
+    astronaut_box = find_faces(engine, astronaut, MIN_FACE_PX, MIN_FACE_RATIO)[0][0]
+    reference = engine.encode(hopper, hopper_box)
+    smaller = load_rgb(grace_hopper_path(), max_side=400)
+    smaller_box = find_faces(engine, smaller, MIN_FACE_PX, MIN_FACE_RATIO)[0][0]
+    same, other = face_distances(
+        reference,
+        np.stack([engine.encode(smaller, smaller_box), engine.encode(astronaut, astronaut_box)]),
+    )
+    assert reference.shape == (128,)
+    assert same < 0.3 < 0.6 < other
+
+
+def test_encoding_uses_the_known_face_location_and_never_detects_again(
+    engine: DlibFaceEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import face_recognition.api  # noqa: PLC0415
+
+    rgb = load_rgb(grace_hopper_path())
+    box = engine.detect(rgb)[0].box
+
+    def no_detection(*args: object, **kwargs: object) -> None:
+        raise AssertionError("encode ran the face detector again")
+
+    monkeypatch.setattr(face_recognition.api, "_raw_face_locations", no_detection)
+    monkeypatch.setattr(face_recognition.api, "face_locations", no_detection)
+    assert engine.encode(rgb, box).shape == (128,)
+
+
+def test_a_non_contiguous_array_is_accepted(engine: DlibFaceEngine) -> None:
+    rgb = load_rgb(grace_hopper_path())
+    mirrored = rgb[:, ::-1]
+    assert not mirrored.flags["C_CONTIGUOUS"]
+    assert len(engine.detect(mirrored)) == 1
+
+
+def test_an_array_that_is_not_rgb_uint8_is_refused() -> None:
+    with pytest.raises(ValueError, match="uint8"):
+        as_dlib_image(np.zeros((10, 10, 3), dtype=np.float32))
+    with pytest.raises(ValueError, match="RGB"):
+        as_dlib_image(np.zeros((10, 10), dtype=np.uint8))
+
+
+def test_loading_the_engine_does_not_leave_truncated_images_loadable(
+    engine: DlibFaceEngine,
+) -> None:
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is False
+
+
+def test_the_pipeline_counts_one_face_in_grace_hoppers_portrait(engine: DlibFaceEngine) -> None:
+    data = grace_hopper_path().read_bytes()
+    config = pipeline.PipelineConfig()
+    analysis = pipeline.analyze(data, "hopper.jpg", None, config, engine)
+    assert (analysis.problem, len(analysis.faces), analysis.distances) == (None, 1, ())
+
+
+def test_the_pipeline_compares_the_single_face_with_the_references(
+    engine: DlibFaceEngine,
+) -> None:
+    rgb = load_rgb(grace_hopper_path())
+    reference = engine.encode(rgb, engine.detect(rgb)[0].box)
+    data = grace_hopper_path().read_bytes()
+    analysis = pipeline.analyze(
+        data, "hopper.jpg", np.stack([reference]), pipeline.PipelineConfig(), engine
+    )
+    assert analysis.distance is not None
+    assert analysis.distance < 0.2
+
+
+# --- select_faces: pure ----------------------------------------------------------------------
+
+
+def det(size: int, score: float = 1.0, left: int = 0) -> Detection:
+    return Detection(FaceBox(top=0, right=left + size, bottom=size, left=left), score)
+
+
+def test_faces_below_the_minimum_size_are_ignored() -> None:
+    big, tiny = det(100), det(30, left=200)
+    assert select_faces([big, tiny], 40, 0.0) == ([big.box], [tiny.box])
+
+
+def test_faces_much_smaller_than_the_largest_are_background() -> None:
+    main, background, peer = det(200), det(60, left=300), det(150, left=600)
+    kept, ignored = select_faces([main, background, peer], 40, 0.35)
+    assert kept == [main.box, peer.box]
+    assert ignored == [background.box]
+
+
+def test_a_picture_whose_faces_are_all_too_small_keeps_none_and_ignores_them_all() -> None:
+    detections = [det(20), det(30, left=100)]
+    assert select_faces(detections, 40, 0.35) == ([], [d.box for d in detections])
+
+
+def test_no_detection_means_no_face() -> None:
+    assert select_faces([], 40, 0.35) == ([], [])
+
+
+def test_the_surest_face_is_kept_without_asking_for_a_second_opinion() -> None:
+    asked: list[FaceBox] = []
+
+    def deny(box: FaceBox) -> bool:
+        asked.append(box)
+        return False
+
+    patch, face = det(90, score=0.12), det(91, score=1.16, left=200)
+    kept, ignored = select_faces([patch, face], 40, 0.35, confirm=deny)
+    assert (kept, ignored, asked) == ([face.box], [patch.box], [patch.box])
+
+
+def test_a_confirmed_second_face_is_counted() -> None:
+    first, second = det(100, score=2.0), det(90, score=0.3, left=200)
+    kept, ignored = select_faces([second, first], 40, 0.35, confirm=lambda box: True)
+    assert (kept, ignored) == ([first.box, second.box], [])
+
+
+def test_without_a_second_opinion_every_candidate_counts() -> None:
+    detections = [det(100), det(90, score=0.1, left=200)]
+    assert len(select_faces(detections, 40, 0.35)[0]) == 2
+
+
+def test_face_distances_are_euclidean() -> None:
+    refs = np.array([[0.0, 0.0], [3.0, 4.0]])
+    assert face_distances(np.array([0.0, 0.0]), refs) == [0.0, 5.0]
+
+
+# --- a broken face stack ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def fresh_face_recognition(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    """Forget the imported face_recognition so the next import runs again (restored after)."""
+    for name in list(sys.modules):
+        if name == "face_recognition" or name.startswith("face_recognition."):
+            monkeypatch.delitem(sys.modules, name)
+    importlib.invalidate_caches()
+    yield monkeypatch
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+@pytest.mark.parametrize("missing", ["face_recognition_models", "pkg_resources", "dlib"])
+def test_a_missing_part_of_the_face_stack_is_a_face_stack_error_not_a_silent_exit(
+    fresh_face_recognition: pytest.MonkeyPatch, missing: str
+) -> None:
+    if missing == "pkg_resources":
+        fresh_face_recognition.delitem(sys.modules, "face_recognition_models", raising=False)
+    fresh_face_recognition.setitem(sys.modules, missing, None)
+    with pytest.raises(FaceStackError, match="setuptools<81") as caught:
+        DlibFaceEngine()
+    assert "--no-deps face_recognition==1.3.0" in str(caught.value)
+
+
+def test_an_unknown_detection_model_is_refused() -> None:
+    with pytest.raises(ValueError, match="hog"):
+        DlibFaceEngine(model="mtcnn")
