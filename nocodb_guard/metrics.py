@@ -1,0 +1,263 @@
+"""Optional Prometheus metrics (off by default: ``metrics_port = 0``).
+
+Every series lives in a private ``CollectorRegistry`` owned by one :class:`Metrics`, not in
+prometheus-client's global registry, so two instances (tests, a one-shot sweep inside the
+daemon's process) never collide. :class:`NullMetrics` has the same methods and does nothing;
+:func:`create_metrics` picks one from the settings so callers never branch.
+
+Label values come from closed sets only (``Verdict``, ``Reason``, :data:`NOCODB_ERROR_KINDS`):
+nothing an uploader or NocoDB sends can become a label, which bounds cardinality and keeps
+tokens, URLs and file names out of the scrape.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import TYPE_CHECKING, Protocol
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_wsgi_server
+from prometheus_client.exposition import generate_latest
+
+from nocodb_guard.errors import GuardError
+from nocodb_guard.models import Reason, RowOutcome, Verdict
+
+if TYPE_CHECKING:
+    from nocodb_guard.settings import Settings
+
+NAMESPACE = "nocodb_guard"
+
+#: Kinds of NocoDB request failure; anything else is counted as ``other``.
+NOCODB_ERROR_KINDS = (
+    "connection",  # refused, DNS, TLS
+    "timeout",
+    "rate_limited",  # 429
+    "server_error",  # 5xx
+    "auth",  # 401/403
+    "not_found",  # 404 (row gone, table gone)
+    "client_error",  # other 4xx
+    "bad_response",  # unparseable JSON, unexpected shape
+    "other",
+)
+
+SWEEP_OUTCOMES = ("ok", "failed")
+
+#: Sweeps take from milliseconds (nothing pending) to minutes (a backlog of pictures).
+SWEEP_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
+
+
+class MetricsSink(Protocol):
+    """What the sweep and the daemon record; both :class:`Metrics` and :class:`NullMetrics`."""
+
+    def record(self, outcome: RowOutcome) -> None: ...
+
+    def record_decision(self, verdict: Verdict, reason: Reason) -> None: ...
+
+    def observe_error(self, kind: str) -> None: ...
+
+    def record_nocodb_error(self, kind: str) -> None: ...
+
+    def observe_sweep(self, seconds: float, rows: int | None = None, ok: bool = True) -> None: ...
+
+    def mark_success(self, timestamp: float | None = None) -> None: ...
+
+    def set_pending(self, count: int) -> None: ...
+
+    def time_sweep(self) -> AbstractContextManager[None]: ...
+
+    def start_server(self, host: str = "127.0.0.1", port: int = 0) -> int: ...
+
+    def stop_server(self) -> None: ...
+
+
+class Metrics:
+    """The real thing: counters and gauges in a private registry, optionally served.
+
+    ``enabled=False`` keeps counting (it is cheap) but :meth:`start_server` never listens,
+    so the daemon can build one unconditionally.
+    """
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.rows_decided = Counter(
+            "rows_decided",
+            "Rows given a verdict, by verdict and reason.",
+            labelnames=("verdict", "reason"),
+            namespace=NAMESPACE,
+            registry=self.registry,
+        )
+        self.sweeps = Counter(
+            "sweeps",
+            "Sweeps run, by outcome (failed: NocoDB unavailable or an unexpected error).",
+            labelnames=("outcome",),
+            namespace=NAMESPACE,
+            registry=self.registry,
+        )
+        self.sweep_duration = Histogram(
+            "sweep_duration_seconds",
+            "Wall time of one sweep over the pending rows.",
+            buckets=SWEEP_BUCKETS,
+            namespace=NAMESPACE,
+            registry=self.registry,
+        )
+        self.nocodb_errors = Counter(
+            "nocodb_request_errors",
+            "Failed NocoDB requests (each retry attempt counts), by kind.",
+            labelnames=("kind",),
+            namespace=NAMESPACE,
+            registry=self.registry,
+        )
+        self.tick_errors = Counter(
+            "tick_errors",
+            "Daemon ticks that failed as a whole, by error class (NocoDBUnavailable, ...).",
+            labelnames=("kind",),
+            namespace=NAMESPACE,
+            registry=self.registry,
+        )
+        self.last_success = Gauge(
+            "last_success_timestamp_seconds",
+            "Unix time of the last sweep that completed.",
+            namespace=NAMESPACE,
+            registry=self.registry,
+        )
+        self.pending_rows = Gauge(
+            "pending_rows",
+            "Pending rows seen by the last sweep (the moderation queue depth).",
+            namespace=NAMESPACE,
+            registry=self.registry,
+        )
+        for outcome in SWEEP_OUTCOMES:  # export zeros so rate() works from the start
+            self.sweeps.labels(outcome=outcome)
+        for kind in NOCODB_ERROR_KINDS:
+            self.nocodb_errors.labels(kind=kind)
+        self._server: WSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # --- recording ------------------------------------------------------------------------
+    def record(self, outcome: RowOutcome) -> None:
+        """The sweep's ``Recorder`` interface: one decided row."""
+        self.record_decision(outcome.decision.verdict, outcome.decision.reason)
+
+    def record_decision(self, verdict: Verdict, reason: Reason) -> None:
+        self.rows_decided.labels(verdict=Verdict(verdict).value, reason=Reason(reason).value).inc()
+
+    def observe_error(self, kind: str) -> None:
+        """A failed tick, labelled by the class name of our error (others: ``other``)."""
+        self.tick_errors.labels(kind=kind if kind in _guard_error_names() else "other").inc()
+
+    def record_nocodb_error(self, kind: str) -> None:
+        self.nocodb_errors.labels(kind=kind if kind in NOCODB_ERROR_KINDS else "other").inc()
+
+    def observe_sweep(self, seconds: float, rows: int | None = None, ok: bool = True) -> None:
+        """A finished sweep; ``rows``, when given, is the pending rows it saw."""
+        self.sweep_duration.observe(max(0.0, seconds))
+        self.sweeps.labels(outcome="ok" if ok else "failed").inc()
+        if rows is not None:
+            self.set_pending(rows)
+        if ok:
+            self.mark_success()
+
+    def mark_success(self, timestamp: float | None = None) -> None:
+        self.last_success.set(time.time() if timestamp is None else timestamp)
+
+    def set_pending(self, count: int) -> None:
+        self.pending_rows.set(max(0, count))
+
+    @contextmanager
+    def time_sweep(self) -> Iterator[None]:
+        """Time a sweep: an exception escaping the block counts it as failed."""
+        start = time.monotonic()
+        ok = False
+        try:
+            yield
+            ok = True
+        finally:
+            self.observe_sweep(time.monotonic() - start, ok=ok)
+
+    def render(self) -> bytes:
+        """The exposition text, as a scrape would see it (tests, debugging)."""
+        return bytes(generate_latest(self.registry))
+
+    # --- serving --------------------------------------------------------------------------
+    def start_server(self, host: str = "127.0.0.1", port: int = 0) -> int:
+        """Serve ``/metrics`` from a daemon thread; returns the bound port (0 picks one).
+
+        Loopback by default: the metrics say how busy the form is, nothing a stranger needs.
+        Returns 0 without listening when the instance is disabled.
+        """
+        if not self.enabled:
+            return 0
+        if self._server is not None:
+            return int(self._server.server_port)
+        self._server, self._thread = start_wsgi_server(port, addr=host, registry=self.registry)
+        return int(self._server.server_port)
+
+    def stop_server(self) -> None:
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._server = None
+        self._thread = None
+
+
+class NullMetrics:
+    """Same interface, records nothing: what callers get when metrics are disabled."""
+
+    def record(self, outcome: RowOutcome) -> None:
+        """Nothing to record."""
+
+    def record_decision(self, verdict: Verdict, reason: Reason) -> None:
+        """Nothing to record."""
+
+    def observe_error(self, kind: str) -> None:
+        """Nothing to record."""
+
+    def record_nocodb_error(self, kind: str) -> None:
+        """Nothing to record."""
+
+    def observe_sweep(self, seconds: float, rows: int | None = None, ok: bool = True) -> None:
+        """Nothing to record."""
+
+    def mark_success(self, timestamp: float | None = None) -> None:
+        """Nothing to record."""
+
+    def set_pending(self, count: int) -> None:
+        """Nothing to record."""
+
+    @contextmanager
+    def time_sweep(self) -> Iterator[None]:
+        yield
+
+    def start_server(self, host: str = "127.0.0.1", port: int = 0) -> int:
+        """Never listens; 0 says so."""
+        return 0
+
+    def stop_server(self) -> None:
+        """Nothing to stop."""
+
+
+def create_metrics(settings: Settings) -> Metrics | NullMetrics:
+    """Metrics served on ``metrics_host:metrics_port``, or :class:`NullMetrics` when port is 0."""
+    if settings.metrics_port == 0:
+        return NullMetrics()
+    metrics = Metrics()
+    metrics.start_server(settings.metrics_host, settings.metrics_port)
+    return metrics
+
+
+def _guard_error_names() -> frozenset[str]:
+    """Class names of every nocodb-guard error: the closed set of ``tick_errors`` labels."""
+    names: set[str] = set()
+    pending: list[type[BaseException]] = [GuardError]
+    while pending:
+        cls = pending.pop()
+        names.add(cls.__name__)
+        pending.extend(cls.__subclasses__())
+    return frozenset(names)
