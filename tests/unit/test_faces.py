@@ -17,7 +17,7 @@ import numpy.typing as npt
 import pytest
 from PIL import Image, ImageFile
 
-from nocodb_guard import pipeline
+from nocodb_guard import images, pipeline
 from nocodb_guard.errors import FaceStackError
 from nocodb_guard.faces import (
     Detection,
@@ -48,10 +48,7 @@ def skimage_path(name: str) -> Path:
 
 def load_rgb(path: Path, max_side: int = MAX_SIDE) -> npt.NDArray[np.uint8]:
     """The picture as the pipeline sees it: RGB, longest side at most ``max_side``."""
-    with Image.open(path) as image:
-        rgb = image.convert("RGB")
-    rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-    return np.ascontiguousarray(np.asarray(rgb))
+    return images.decode(path.read_bytes(), max_pixels=50_000_000, max_side=max_side).rgb
 
 
 def side_by_side(*paths: Path, height: int = 400) -> npt.NDArray[np.uint8]:
