@@ -56,6 +56,7 @@ and 13-48 s at upsample 1, so ``model="cnn"`` is only for operators who accept t
 from __future__ import annotations
 
 import importlib
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import ModuleType
@@ -75,6 +76,12 @@ CONFIRM_MARGIN = 0.5
 #: Face width the crop is scaled to for the CNN, whose smallest face at upsample 0 is about
 #: 80 px. At 80 px the child of obama_and_biden.jpg scored 0.53-0.84, at 100 px 0.99-1.10.
 CONFIRM_FACE_PX = 100
+
+#: face_recognition keeps its dlib models in module globals, shared by every engine of a
+#: process, and dlib's encoder is not thread-safe: the reference store and an in-process
+#: analyser may run at the same time, so every dlib call of this module holds this lock.
+#: (Worker processes each have their own models; the lock costs them nothing.)
+_DLIB_LOCK = threading.Lock()
 
 FIX_HINT = (
     "fix the venv: pip install 'setuptools<81' dlib-bin face_recognition_models "
@@ -208,7 +215,8 @@ class DlibFaceEngine:
     poses, but 10-100x slower on a CPU). ``upsample``: how many times the picture is
     doubled before detection; at 1 HOG finds faces down to about 40 px. ``num_jitters``:
     re-sampling passes of the encoder (higher is slower and slightly more stable).
-    Not thread-safe (dlib's encoder is not): one engine per thread or process.
+    Calls are serialised per process (see ``_DLIB_LOCK``): threads may share engines but
+    gain no parallelism; use worker processes for that.
     """
 
     def __init__(
@@ -230,11 +238,13 @@ class DlibFaceEngine:
         image = as_dlib_image(rgb)
         height, width = image.shape[:2]
         if self.model == "cnn":
-            found = self._cnn(image, self.upsample)
+            with _DLIB_LOCK:
+                found = self._cnn(image, self.upsample)
             return [
                 Detection(_box_from_rect(d.rect, height, width), float(d.confidence)) for d in found
             ]
-        rects, scores, _kinds = self._hog.run(image, self.upsample, 0.0)
+        with _DLIB_LOCK:
+            rects, scores, _kinds = self._hog.run(image, self.upsample, 0.0)
         return [
             Detection(_box_from_rect(rect, height, width), float(score))
             for rect, score in zip(rects, scores, strict=True)
@@ -245,16 +255,20 @@ class DlibFaceEngine:
         if self.model == "cnn":
             return True
         crop, (center_x, center_y) = _crop_for_confirmation(as_dlib_image(rgb), box)
+        with _DLIB_LOCK:
+            found = self._cnn(crop, 0)
         return any(
             d.rect.left() <= center_x <= d.rect.right()
             and d.rect.top() <= center_y <= d.rect.bottom()
-            for d in self._cnn(crop, 0)
+            for d in found
         )
 
     def encode(self, rgb: npt.NDArray[np.uint8], box: FaceBox) -> npt.NDArray[np.float64]:
-        encodings = self._fr.face_encodings(
-            as_dlib_image(rgb), known_face_locations=[box.as_css()], num_jitters=self.num_jitters
-        )
+        image = as_dlib_image(rgb)
+        with _DLIB_LOCK:
+            encodings = self._fr.face_encodings(
+                image, known_face_locations=[box.as_css()], num_jitters=self.num_jitters
+            )
         return np.asarray(encodings[0], dtype=np.float64)
 
 

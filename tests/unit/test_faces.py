@@ -105,6 +105,15 @@ def test_two_people_side_by_side_are_two_faces(engine: DlibFaceEngine) -> None:
     assert centres[0] < rgb.shape[1] / 2 < centres[1]
 
 
+def test_the_cnn_model_is_selectable_and_ignores_the_patch_by_itself() -> None:
+    cnn = DlibFaceEngine(model="cnn", upsample=0)  # about 3 s on one core for 512x512
+    rgb = load_rgb(skimage_path("astronaut.png"))
+    detections = cnn.detect(rgb)
+    assert len(detections) == 1
+    assert cnn.confirm(rgb, detections[0].box)
+    assert cnn.encode(rgb, detections[0].box).shape == (128,)
+
+
 def test_the_cnn_confirms_a_real_face_and_denies_the_patch(engine: DlibFaceEngine) -> None:
     rgb = load_rgb(skimage_path("astronaut.png"))
     by_score = sorted(engine.detect(rgb), key=lambda d: d.score, reverse=True)
