@@ -44,13 +44,15 @@ face_recognition 1.3.0, dlib 20.0, and again with each picture rescaled to 400-1
 Result with the rule: grace_hopper 1, astronaut 1, chelsea (cat) 0, every single-person
 photo of ``shared/faces`` 1, ``groups/`` 2, 3 and 2, grace_hopper+astronaut side by side 2.
 
-Timing (2-core machine shared with other jobs, one core, per photo at 1024 px): HOG
-detection at upsample 0: 0.01-0.3 s, at upsample 1: 0.05-1.0 s (3-4x upsample 0; 0.35 s
-for a typical 1024x576 photo); encoding one known face: 0.1-0.25 s; the 26 photos of
-``shared/faces`` detect+encode in 12.6 s at upsample 0 and 20.5 s at upsample 1. Both
-upsample 0 and 1 count every picture above right; 1 is the default because it also finds
-faces of 40-80 px. The CNN detector on a whole 1024 px picture takes 3-8 s at upsample 0
-and 13-48 s at upsample 1, so ``model="cnn"`` is only for operators who accept that.
+Timing (one core of a 2-core machine, the 26 photos of ``shared/faces`` at <= 1024 px,
+median / max per photo): detection with selection at upsample 0: 0.06 / 0.55 s, at
+upsample 1: 0.25 / 0.82 s (the max is a group photo paying for CNN second opinions);
+encoding one known face: 0.10 s; detect+encode: 0.16 / 0.66 s at upsample 0, 0.35 / 0.93 s
+at upsample 1; all 26: 5.1 s vs 9.6 s (twice that when the machine is busy). Both upsample
+0 and 1 count every picture above right; 1 is the default because it also finds faces of
+40-80 px. Loading the models: about 1 s. The CNN detector on a whole 1024 px picture takes
+3-8 s at upsample 0 and 13-48 s at upsample 1, so ``model="cnn"`` is only for operators who
+accept that.
 """
 
 from __future__ import annotations
