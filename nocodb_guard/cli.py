@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -24,7 +25,7 @@ from typing import Any
 import structlog
 
 from nocodb_guard import __version__
-from nocodb_guard.errors import GuardError, NocoDBUnavailable, Stop
+from nocodb_guard.errors import ConfigError, GuardError, NocoDBUnavailable, Stop
 from nocodb_guard.settings import Settings, load_settings
 
 EXIT_OK, EXIT_DEFERRED, EXIT_CONFIG, EXIT_NOCODB, EXIT_LOCKED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
@@ -38,12 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Moderate a NocoDB upload table: exactly one face, and the right one.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--config", type=Path, help="TOML settings file")
-    parser.add_argument("--env-file", type=Path, help="dotenv file (e.g. .nocodb-dev/guard.env)")
-    parser.add_argument("--secrets-dir", type=Path, help="folder holding the file nocodb_token")
-    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
-    parser.add_argument("--log-format", choices=["auto", "json", "console"])
-    parser.add_argument("--workers", type=int, help="face worker processes (0: in-process)")
+    _add_common(parser, top_level=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     explain = sub.add_parser("explain", help="show what the pipeline sees in pictures")
@@ -87,7 +83,29 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--since", help="ISO date/time or a duration like 2h, 3d")
     history.add_argument("--verdict", choices=["approved", "rejected", "deferred"])
     history.add_argument("--json", action="store_true")
+    for subparser in sub.choices.values():
+        _add_common(subparser, top_level=False)
     return parser
+
+
+def _add_common(parser: argparse.ArgumentParser, *, top_level: bool) -> None:
+    """Options accepted before or after the command (``nocodb-guard run --config F`` works).
+
+    On sub-commands the default is SUPPRESS, so that an option given before the command is
+    not reset by the sub-parser's own default.
+    """
+    default: Any = None if top_level else argparse.SUPPRESS
+    parser.add_argument("--config", type=Path, default=default,
+                        help="TOML settings file (or NOCODB_GUARD_CONFIG)")
+    parser.add_argument("--env-file", type=Path, default=default,
+                        help="dotenv file (e.g. .nocodb-dev/guard.env)")
+    parser.add_argument("--secrets-dir", type=Path, default=default,
+                        help="folder holding the file nocodb_token")
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
+                        default=default)
+    parser.add_argument("--log-format", choices=["auto", "json", "console"], default=default)
+    parser.add_argument("--workers", type=int, default=default,
+                        help="face worker processes (0: in-process)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -127,7 +145,13 @@ def _settings(args: argparse.Namespace) -> Settings:
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = value
-    return load_settings(args.config, args.env_file, args.secrets_dir, **overrides)
+    config = args.config or _env_path("NOCODB_GUARD_CONFIG")
+    return load_settings(config, args.env_file, args.secrets_dir, **overrides)
+
+
+def _env_path(name: str) -> Path | None:
+    value = os.environ.get(name)
+    return Path(value) if value else None
 
 
 def _configure_logging(settings: Settings) -> None:
@@ -198,12 +222,33 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace, settings: Settings) -> int:
-    from nocodb_guard.oneshot import run_sweep_command  # noqa: PLC0415
+    from nocodb_guard.locking import sweep_lock  # noqa: PLC0415
+    from nocodb_guard.oneshot import run_one_sweep  # noqa: PLC0415
+    from nocodb_guard.report import outcome_json, outcome_line, summary_text, table  # noqa: PLC0415
+    from nocodb_guard.signals import Flags  # noqa: PLC0415
 
-    return run_sweep_command(
-        settings, dry_run=args.dry_run, limit=args.limit, as_json=args.json,
-        recheck_approved=args.recheck_approved, apply=args.apply,
-    )
+    if args.apply and not args.recheck_approved:
+        raise ConfigError("--apply goes with --recheck-approved")
+    flags = Flags()
+    flags.install_signal_handlers()
+    progress = None
+    if sys.stderr.isatty() and not args.json:
+        progress = lambda outcome: print(outcome_line(outcome), file=sys.stderr)  # noqa: E731
+    with sweep_lock(settings.state_dir):
+        result = run_one_sweep(
+            settings, dry_run=args.dry_run, limit=args.limit, flags=flags, on_outcome=progress,
+            recheck_approved=args.recheck_approved, apply=args.apply,
+        )
+    if args.json:
+        _print_json({"rows": [outcome_json(o) for o in result.outcomes],
+                     "summary": result.summary()})
+    else:
+        if result.outcomes and progress is None:
+            print(table(result.outcomes))
+        print(summary_text(result.summary()))
+    if result.error:
+        return EXIT_NOCODB
+    return EXIT_DEFERRED if result.deferred or result.stopped_early else EXIT_OK
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
@@ -221,19 +266,41 @@ def cmd_health(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
-    from nocodb_guard.oneshot import run_evaluate_command  # noqa: PLC0415
+    from nocodb_guard import evaluate  # noqa: PLC0415
+    from nocodb_guard.pipeline import PipelineConfig  # noqa: PLC0415
+    from nocodb_guard.workers import make_engine  # noqa: PLC0415
 
-    return run_evaluate_command(
-        settings, args.directory, self_mode=args.self_mode, as_json=args.json, plot=args.plot
+    config = PipelineConfig.from_settings(settings)
+    report = evaluate.evaluate_dir(
+        args.directory,
+        encode_photo=evaluate.make_photo_encoder(config, make_engine(config)),
+        mode="self" if args.self_mode else "configured",
+        targets=() if args.self_mode else evaluate.configured_targets(settings),
+        tolerance=settings.tolerance,
     )
+    if args.plot:
+        evaluate.plot_png(report, args.plot)
+    if args.json:
+        _print_json(evaluate.to_json(report))
+    else:
+        print(evaluate.render_text(report))
+    return EXIT_DEFERRED if report.false_approvals or report.false_rejections else EXIT_OK
 
 
 def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
-    from nocodb_guard.oneshot import run_history_command  # noqa: PLC0415
+    from nocodb_guard.audit import AuditLog, format_record, parse_since  # noqa: PLC0415
 
-    return run_history_command(
-        settings, row=args.row, since=args.since, verdict=args.verdict, as_json=args.json
-    )
+    try:
+        since = parse_since(args.since) if args.since else None
+    except ValueError as exc:
+        raise ConfigError(f"--since: {exc}") from None
+    audit = AuditLog(settings.state_dir, settings.audit_retention_days)
+    records = list(audit.query(row_id=args.row, since=since, verdict=args.verdict))
+    if args.json:
+        _print_json(records)
+    else:
+        print("\n".join(format_record(r) for r in records) or "no matching decisions")
+    return EXIT_OK if records else EXIT_DEFERRED
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {

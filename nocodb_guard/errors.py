@@ -20,7 +20,7 @@ class RetryLater(GuardError):
 
 
 class NocoDBUnavailable(RetryLater):
-    """NocoDB did not answer usefully (connection refused, timeout, 5xx, 429) within the retry budget."""
+    """NocoDB did not answer usefully (refused, timeout, 5xx, 429) within the retry budget."""
 
 
 class DownloadFailed(RetryLater):

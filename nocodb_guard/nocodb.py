@@ -191,8 +191,10 @@ class NocoDBClient:
     def _records_path(self) -> str:
         return f"/api/v2/tables/{self._table}/records"
 
-    def _pending_where(self, after_id: int | None = None) -> str:
-        where = f"({self._settings.field_status},blank)"
+    def _pending_where(self, after_id: int | None = None, status: str | None = None) -> str:
+        """Blank status (pending), or rows whose status equals ``status`` (re-checks)."""
+        field = self._settings.field_status
+        where = f"({field},blank)" if status is None else f"({field},eq,{_where_value(status)})"
         if after_id is not None:
             where += f"~and({ID_FIELD},gt,{int(after_id)})"
         return where
@@ -209,12 +211,20 @@ class NocoDBClient:
 
     def iter_pending(self, limit: int | None = None) -> Iterator[Row]:
         """Every pending row, page by page (``Id > last seen``), at most ``limit`` of them."""
+        return self.iter_rows(limit=limit)
+
+    def iter_approved(self, limit: int | None = None) -> Iterator[Row]:
+        """Rows already approved (``sweep --recheck-approved``)."""
+        return self.iter_rows(limit=limit, status=self._settings.status_approved)
+
+    def iter_rows(self, *, limit: int | None = None, status: str | None = None) -> Iterator[Row]:
+        """Rows with blank (or the given) status, by ascending Id, at most ``limit``."""
         after, yielded = 0, 0
         while limit is None or yielded < limit:
             size = self._settings.page_size
             if limit is not None:
                 size = min(size, limit - yielded)
-            rows, raw_count, last_id = self._list_page(after, size)
+            rows, raw_count, last_id = self._list_page(after, size, status)
             for row in rows:
                 yield row
                 yielded += 1
@@ -225,10 +235,12 @@ class NocoDBClient:
                 return
             after = last_id
 
-    def _list_page(self, after_id: int, size: int) -> tuple[list[Row], int, int | None]:
+    def _list_page(
+        self, after_id: int, size: int, status: str | None = None
+    ) -> tuple[list[Row], int, int | None]:
         """(parsed rows, entries NocoDB returned, highest Id seen) for one page."""
         params = {
-            "where": self._pending_where(after_id),
+            "where": self._pending_where(after_id, status),
             "sort": ID_FIELD,
             "limit": str(size),
             "offset": "0",
@@ -645,6 +657,13 @@ def find_same_attachment(att: Attachment, candidates: tuple[Attachment, ...]) ->
             if key(candidate) == wanted:
                 return candidate
     return None
+
+
+def _where_value(value: str) -> str:
+    """A value inside NocoDB's where syntax, which has no quoting for ``( ) , ~``."""
+    if any(char in value for char in "(),~"):
+        raise ConfigError(f"status value {value!r} may not contain ( ) , or ~")
+    return value
 
 
 def _int_or_none(value: Any) -> int | None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -173,6 +173,14 @@ class ReferenceStore:
             if reference_set is not None:
                 self._memo[label] = (fingerprint, reference_set)
             return reference_set
+
+    def load_files(self, label: str, paths: Sequence[Path]) -> ReferenceSet:
+        """Explicit reference photos (``explain --reference``): every one must be usable."""
+        with self._lock:
+            reference_set = self._read_set(label, paths[0].parent, list(paths))
+        if reference_set is None:
+            raise ReferenceSetError(f"none of {', '.join(map(str, paths))} is a photo")
+        return reference_set
 
     def load_all(self, labels: Iterable[str]) -> dict[str, ReferenceSet | None]:
         """Every label's references (for start-up checks); the first bad file raises."""

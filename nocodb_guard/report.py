@@ -51,7 +51,7 @@ def explain_text(data: dict[str, Any]) -> str:
     analysed = "x".join(map(str, data["analysed_size"] or ()))
     lines.append(f"  decoded {data['format']} {size}, analysed at {analysed}")
     boxes = ", ".join(f"{b['width']}x{b['height']}" for b in data["boxes"]) or "none"
-    lines.append(f"  faces: {data['faces']} ({boxes}); ignored as too small: {data['ignored_faces']}")
+    lines.append(f"  faces: {data['faces']} ({boxes}); ignored: {data['ignored_faces']}")
     for name, distance in data["distances"].items():
         lines.append(f"  distance to {name}: {distance:.3f}")
     lines.append(f"  time: {data['seconds']:.2f}s")

@@ -28,10 +28,19 @@ class Runtime:
     audit: AuditLog | None
     recorders: list[Recorder] = field(default_factory=list)
 
-    def sweeper(self, *, dry_run: bool = False, limit: int | None = None) -> Sweeper:
+    def sweeper(
+        self,
+        *,
+        dry_run: bool = False,
+        limit: int | None = None,
+        recheck_approved: bool = False,
+        apply: bool = False,
+    ) -> Sweeper:
         options = SweepOptions(
             dry_run=dry_run,
             limit=limit,
+            recheck_approved=recheck_approved,
+            apply=apply,
             tolerance=self.settings.tolerance,
             max_attachments=self.settings.max_attachments,
             prefetch=max(2, 2 * max(self.settings.workers, 1)),
@@ -50,13 +59,18 @@ class Runtime:
         self.client.close()
 
 
-def build_runtime(settings: Settings, *, audit: bool = True) -> Runtime:
+def build_runtime(settings: Settings, *, audit: bool = True, dry_run: bool = False) -> Runtime:
     """Build the client, reference store and face workers from the settings."""
     config = PipelineConfig.from_settings(settings)
     client = NocoDBClient(settings)
     references = ReferenceStore.from_settings(settings)
     audit_log = (
-        AuditLog(settings.state_dir, settings.audit_retention_days, settings_version(settings))
+        AuditLog(
+            settings.state_dir,
+            settings.audit_retention_days,
+            settings_version(settings),
+            dry_run=dry_run,
+        )
         if audit
         else None
     )

@@ -36,7 +36,7 @@ class Politician(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     folder: str | None = None
-    """Sub-folder of ``reference_dir``; default: the label slugified (``Jane Doe`` -> ``jane_doe``)."""
+    """Folder under ``reference_dir``; default: the slugified label (``Jane Doe``: ``jane_doe``)."""
     tolerance: float | None = Field(default=None, gt=0.0, le=1.5)
     """Per-politician distance tolerance; default: the global ``tolerance``."""
 
@@ -59,7 +59,7 @@ class Settings(BaseSettings):
 
     # --- NocoDB ---------------------------------------------------------------------
     nocodb_url: str = "http://127.0.0.1:8080"
-    """Base URL of NocoDB; attachments are only fetched from this origin (or ``allowed_hosts``)."""
+    """Base URL of NocoDB; attachments come only from this origin (or ``allowed_hosts``)."""
     nocodb_token: SecretStr | None = None
     """API token (``xc-token``). Prefer a secret file over the environment."""
     table_id: str = ""
@@ -80,9 +80,9 @@ class Settings(BaseSettings):
     connect_timeout: float = Field(default=5.0, gt=0)
     read_timeout: float = Field(default=30.0, gt=0)
     retry_seconds: float = Field(default=60.0, ge=0)
-    """Total time budget for retrying one NocoDB request (5xx, 429, timeouts) before deferring."""
+    """Time budget for retrying one NocoDB request (5xx, 429, timeouts) before deferring."""
     max_download_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
-    """Byte cap per attachment, enforced while streaming (NocoDB's own default upload cap: 20 MiB)."""
+    """Byte cap per attachment, enforced while streaming (NocoDB's default upload cap: 20 MiB)."""
     max_attachments: int = Field(default=5, ge=1)
     """More files than this in one row is rejected (``too_many_attachments``)."""
 
@@ -97,7 +97,7 @@ class Settings(BaseSettings):
     max_pixels: int = Field(default=50_000_000, ge=10_000)
     """Decoded pixel cap; above it a picture is ``too_large`` (decompression bombs)."""
     max_side: int = Field(default=1024, ge=128)
-    """Longest side pictures are downscaled to before detection (measured: same faces, 3-4x faster)."""
+    """Longest side pictures are downscaled to before detection (same faces, 3-4x faster)."""
     detection_model: Literal["hog", "cnn"] = "hog"
     upsample: int = Field(default=1, ge=0, le=3)
     """HOG upsampling passes: 1 finds faces down to about 40 px at ``max_side``."""

@@ -25,6 +25,7 @@ from nocodb_guard.errors import (
     DownloadFailed,
     DownloadTooLarge,
     NocoDBUnavailable,
+    ReferenceSetError,
     RetryLater,
     RowGone,
     Stop,
@@ -50,6 +51,8 @@ class Client(Protocol):
     """The part of :class:`nocodb_guard.nocodb.NocoDBClient` a sweep uses."""
 
     def iter_pending(self, limit: int | None = None) -> Iterator[Row]: ...
+
+    def iter_approved(self, limit: int | None = None) -> Iterator[Row]: ...
 
     def get_row(self, row_id: int) -> Row: ...
 
@@ -79,6 +82,10 @@ class SweepOptions:
     prefetch: int = 4
     """Rows downloaded and analysed ahead of the one being acted on."""
     download_threads: int = 4
+    recheck_approved: bool = False
+    """Re-evaluate rows already approved instead of pending ones (references changed?)."""
+    apply: bool = False
+    """With ``recheck_approved``: act on rows that now fail (else only report them)."""
 
 
 @dataclass
@@ -166,7 +173,10 @@ class Sweeper:
         """One pass. Raises only what stops everything (auth, schema); see module doc."""
         started = time.perf_counter()
         result = SweepResult()
-        rows = self._client.iter_pending(limit=self._options.limit)
+        if self._options.recheck_approved:
+            rows = self._client.iter_approved(limit=self._options.limit)
+        else:
+            rows = self._client.iter_pending(limit=self._options.limit)
         window: deque[Future[_Prepared]] = deque()
         with ThreadPoolExecutor(
             max_workers=self._options.download_threads, thread_name_prefix="download"
@@ -198,7 +208,7 @@ class Sweeper:
             return self._finish(prepared)
         except (Stop, NocoDBUnavailable):
             raise
-        except Exception as exc:  # noqa: BLE001 - the row boundary: log it, defer the row
+        except Exception as exc:  # the row boundary: log it with its traceback, defer the row
             log.error("row_failed", row_id=prepared.row.id, error=repr(exc), exc_info=True)
             decision = Decision(
                 Verdict.DEFERRED, Reason.TRANSIENT_ERROR, f"internal error: {type(exc).__name__}"
@@ -218,8 +228,8 @@ class Sweeper:
 
     def _prepare(self, row: Row) -> _Prepared:
         """Download every picture of a row and submit it to the face workers (thread)."""
-        refs = self._references.load(row.politician) if row.politician else None
-        prepared = _Prepared(row=row, references=refs)
+        prepared = _Prepared(row=row, references=self._load_references(row))
+        refs = prepared.references
         if refs is None or not row.attachments:
             return prepared  # policy decides without pictures
         if len(row.attachments) > self._options.max_attachments:
@@ -230,6 +240,16 @@ class Sweeper:
                 break
         prepared.download_seconds = time.perf_counter() - started
         return prepared
+
+    def _load_references(self, row: Row) -> ReferenceSet | None:
+        """A politician whose references became unusable defers its rows; others go on."""
+        if not row.politician:
+            return None
+        try:
+            return self._references.load(row.politician)
+        except ReferenceSetError as exc:
+            log.error("references_unusable", politician=row.politician, error=str(exc))
+            return None
 
     def _prepare_one(self, prepared: _Prepared, attachment: Attachment, index: int) -> bool:
         name = f"picture {index}"
@@ -291,6 +311,8 @@ class Sweeper:
             return "dry_run"
         if decision.verdict is Verdict.DEFERRED:
             return "none"
+        if self._options.recheck_approved:
+            return self._act_recheck(row, decision)
         try:
             if decision.verdict is Verdict.APPROVED:
                 return self._client.approve(row.id, decision.explanation)
@@ -300,10 +322,23 @@ class Sweeper:
         except RowGone:
             return "gone"
 
+    def _act_recheck(self, row: Row, decision: Decision) -> str:
+        """An approved row that now fails is reported, and only acted on with ``apply``."""
+        if decision.verdict is Verdict.APPROVED:
+            return "still_approved"
+        if not self._options.apply:
+            return "would_reject"
+        try:
+            if not self._unchanged(row):
+                return "changed_meanwhile"
+            return self._client.reject(row.id, f"re-check: {decision.explanation}")
+        except RowGone:
+            return "gone"
+
     def _unchanged(self, row: Row) -> bool:
         """Deleting is irreversible: read the row again and act only if nobody touched it."""
         current = self._client.get_row(row.id)
-        if current.status or not current.same_upload_as(row):
+        if current.status != row.status or not current.same_upload_as(row):
             log.warning("row_changed_before_delete", row_id=row.id)
             return False
         return True

@@ -1,0 +1,165 @@
+"""The demo behind ./scripts/demo: a real NocoDB, real uploads, the real daemon.
+
+Steps (each printed as it happens):
+1. reference photos for two demo identities are copied from pictures shipped inside
+   installed packages (never committed): matplotlib's grace_hopper.jpg and
+   scikit-image's astronaut.png (Eileen Collins);
+2. five uploads are submitted through the public shared form, exactly as an anonymous
+   visitor's browser does: a matching picture, the wrong person, two faces, a cat and a
+   text file named .jpg;
+3. ``nocodb-guard run`` (the service) moderates them;
+4. what happened to each row is printed, with the form URL for your own uploads.
+
+Run through ./scripts/demo, which sets up the environment and the NocoDB server first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from PIL import Image, ImageOps
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from nocodb_guard import samples  # noqa: E402
+from tests import nocodb_admin  # noqa: E402
+
+GRACE = "Grace Hopper (demo)"
+EILEEN = "Eileen Collins (demo)"
+
+
+def read_env(path: Path) -> dict[str, str]:
+    values = {}
+    for line in path.read_text().splitlines():
+        if "=" in line and not line.lstrip().startswith("#"):
+            key, _, value = line.partition("=")
+            values[key.strip()] = value.strip().strip("'\"")
+    return values
+
+
+def install_references(target: Path) -> None:
+    """Copy the demo identities' reference photos (from installed packages)."""
+    for folder, source in (
+        ("grace_hopper_demo", samples.grace_hopper_path()),
+        ("eileen_collins_demo", samples.astronaut_path()),
+    ):
+        (target / folder).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target / folder / source.name)
+
+
+def another_photo_of_grace() -> bytes:
+    """Not the reference file itself: mirrored, cropped and re-encoded, as a deepfake would be."""
+    image = Image.open(samples.grace_hopper_path()).convert("RGB")
+    image = ImageOps.mirror(image).crop((20, 10, image.width - 10, image.height - 40))
+    buffer = io.BytesIO()
+    image.resize((image.width * 3 // 4, image.height * 3 // 4)).save(buffer, "JPEG", quality=85)
+    return buffer.getvalue()
+
+
+UPLOADS = [
+    ("a matching picture", GRACE, "grace.jpg", another_photo_of_grace, "image/jpeg"),
+    ("the wrong person", GRACE, "astronaut.png", samples.astronaut_png, "image/png"),
+    ("two faces", EILEEN, "two.jpg", samples.two_faces_side_by_side, "image/jpeg"),
+    ("a cat", EILEEN, "chelsea.png", samples.chelsea_png, "image/png"),
+    ("a text file named .jpg", GRACE, "notes.jpg", samples.text_as_jpg, "image/jpeg"),
+]
+
+
+def submit_samples(env: dict[str, str]) -> dict[int, str]:
+    submitted = {}
+    for label, politician, name, make, mimetype in UPLOADS:
+        row = nocodb_admin.submit_form(
+            env["NOCODB_GUARD_NOCODB_URL"], env["NOCODB_DEV_FORM_UUID"], politician,
+            [(name, make(), mimetype)], title=label,
+        )
+        submitted[int(row["Id"])] = label
+        print(f"  submitted row {row['Id']}: {label} ({name}, as {politician})")
+    return submitted
+
+
+def wait_for_decisions(env: dict[str, str], ids: dict[int, str], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pending = [
+            r for r in nocodb_admin.list_rows(
+                env["NOCODB_GUARD_NOCODB_URL"], env["NOCODB_GUARD_NOCODB_TOKEN"],
+                env["NOCODB_GUARD_TABLE_ID"],
+            )
+            if int(r["Id"]) in ids and not r.get("Status")
+        ]
+        if not pending:
+            return
+        time.sleep(1)
+    print(f"  (still pending after {timeout:.0f}s: see the daemon log)")
+
+
+def show_results(env: dict[str, str], ids: dict[int, str]) -> None:
+    print("\nWhat happened to each upload:")
+    for row_id, label in ids.items():
+        row = nocodb_admin.get_row(
+            env["NOCODB_GUARD_NOCODB_URL"], env["NOCODB_GUARD_NOCODB_TOKEN"],
+            env["NOCODB_GUARD_TABLE_ID"], row_id,
+        )
+        if row is None:
+            outcome = "deleted"
+        else:
+            outcome = f"{row.get('Status') or 'pending'}: {row.get('Reason') or ''}"
+        print(f"  row {row_id:<4} {label:<24} -> {outcome}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--env-file", type=Path, required=True)
+    parser.add_argument("--serve", action="store_true",
+                        help="keep the daemon running afterwards (Ctrl-C to stop)")
+    args = parser.parse_args()
+    env = read_env(args.env_file)
+    data_dir = args.env_file.parent
+    references = data_dir / "reference_faces"
+    install_references(references)
+    print(f"references: {references} (copied from installed packages)")
+
+    daemon_env = dict(os.environ)
+    daemon_env.update(
+        NOCODB_GUARD_REFERENCE_DIR=str(references),
+        NOCODB_GUARD_STATE_DIR=str(data_dir / "guard-state"),
+        NOCODB_GUARD_POLL_INTERVAL="2",
+        NOCODB_GUARD_LOG_FORMAT="console",
+    )
+    log_path = data_dir / "daemon.log"
+    print(f"starting the daemon: nocodb-guard run (log: {log_path})")
+    with log_path.open("ab") as log:
+        daemon = subprocess.Popen(
+            [str(Path(sys.executable).parent / "nocodb-guard"), "--env-file", str(args.env_file),
+             "run"],
+            env=daemon_env, stdout=log, stderr=subprocess.STDOUT,
+        )
+    try:
+        print("uploading through the public form, as a visitor would:")
+        ids = submit_samples(env)
+        wait_for_decisions(env, ids, timeout=120)
+        show_results(env, ids)
+        form = f"{env['NOCODB_GUARD_NOCODB_URL']}/dashboard/#/nc/form/{env['NOCODB_DEV_FORM_UUID']}"
+        print(f"\nThe form: {form}")
+        if args.serve:
+            print("The daemon keeps moderating: upload your own pictures there. Ctrl-C to stop.")
+            daemon.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=90)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
