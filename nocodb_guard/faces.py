@@ -62,6 +62,7 @@ from __future__ import annotations
 
 import importlib
 import threading
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import ModuleType
@@ -183,7 +184,11 @@ def import_face_recognition() -> ModuleType:
     half-downloaded uploads decode as grey-padded pictures; that is undone here.
     """
     try:
-        module = importlib.import_module("face_recognition")
+        with warnings.catch_warnings():
+            # face_recognition_models imports pkg_resources, deprecated but pinned on purpose
+            # (setuptools<81): the warning would print once per worker process.
+            warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
+            module = importlib.import_module("face_recognition")
     except SystemExit as exc:
         raise FaceStackError(
             "face_recognition cannot load its models (face_recognition_models or "

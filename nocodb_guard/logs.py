@@ -41,6 +41,11 @@ MIN_SECRET_CHARS = 4
 #: Libraries that log every request or job at INFO: kept at WARNING and above.
 NOISY_LOGGERS = ("apscheduler", "urllib3", "requests", "PIL", "tenacity", "filelock")
 
+#: Loggers whose warnings are expected in normal operation: APScheduler warns "skipped:
+#: maximum number of running instances reached" on every tick that falls inside a long
+#: sweep, which is exactly what max_instances=1 is for.
+QUIET_LOGGERS = ("apscheduler.scheduler", "apscheduler.executors.default")
+
 LogFormat = Literal["auto", "json", "console"]
 
 
@@ -125,6 +130,8 @@ def configure_logging(
     root.setLevel(numeric)
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(max(numeric, logging.WARNING))
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(max(numeric, logging.ERROR))
 
 
 def _formatter(
