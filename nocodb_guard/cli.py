@@ -314,7 +314,3 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "history": cmd_history,
 }
 
-
-def entry() -> None:
-    """``python -m nocodb_guard``."""
-    raise SystemExit(main())
