@@ -13,15 +13,21 @@ Sources, highest priority first:
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
 import unicodedata
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from nocodb_guard.errors import ConfigError
 
@@ -75,7 +81,8 @@ class Settings(BaseSettings):
     """``delete`` removes rejected rows; ``tag`` sets ``status_rejected`` for human review."""
     page_size: int = Field(default=100, ge=1, le=1000)
     """Rows per listing request (NocoDB caps at 1000)."""
-    allowed_hosts: tuple[str, ...] = ()
+    # NoDecode: the environment gives "a.example,b.example", not JSON (the validator splits it).
+    allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ()
     """Extra hosts attachments may come from (S3-like storage). Exact host names, no wildcards."""
     connect_timeout: float = Field(default=5.0, gt=0)
     read_timeout: float = Field(default=30.0, gt=0)
@@ -136,8 +143,12 @@ class Settings(BaseSettings):
     @field_validator("allowed_hosts", mode="before")
     @classmethod
     def _split_hosts(cls, value: Any) -> Any:
+        """Comma-separated (env, dotenv) or a JSON list; host names compare in lower case."""
         if isinstance(value, str):
-            return tuple(h.strip().lower() for h in value.split(",") if h.strip())
+            value = json.loads(value) if value.lstrip().startswith("[") else value.split(",")
+        if isinstance(value, list | tuple):  # non-strings stay, for pydantic to refuse
+            hosts = (h.strip().lower() if isinstance(h, str) else h for h in value)
+            return tuple(h for h in hosts if h != "")
         return value
 
     # --- derived -------------------------------------------------------------------------------

@@ -1,0 +1,207 @@
+"""Where settings come from, which source wins, and how a bad one is reported.
+
+Every test runs with a clean environment: no ``NOCODB_GUARD_*`` variable, no
+``$CREDENTIALS_DIRECTORY`` and no default secret folder, so only what the test sets counts.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from nocodb_guard import cli, settings
+from nocodb_guard.errors import ConfigError
+from nocodb_guard.settings import Settings, load_settings
+
+TOKEN = "tok-SECRET-do-not-print-0123456789"
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith(settings.ENV_PREFIX) or name == "CREDENTIALS_DIRECTORY":
+            monkeypatch.delenv(name)
+    monkeypatch.setattr(settings, "DEFAULT_SECRET_DIRS", ())
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults_apply_when_nothing_is_configured() -> None:
+    loaded = load_settings()
+
+    assert loaded.nocodb_url == "http://127.0.0.1:8080"
+    assert loaded.tolerance == 0.6
+    assert loaded.reject_action == "delete"
+    assert loaded.nocodb_token is None
+
+
+def test_environment_variables_with_the_prefix_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NOCODB_GUARD_TOLERANCE", "0.5")
+    monkeypatch.setenv("NOCODB_GUARD_TABLE_ID", "m123")
+    monkeypatch.setenv("NOCODB_GUARD_ALLOWED_HOSTS", "S3.example.org, cdn.example.org")
+    monkeypatch.setenv("NOCODB_GUARD_POLITICIANS", '{"Jane Doe": {"tolerance": 0.45}}')
+    monkeypatch.setenv("TOLERANCE", "0.1")  # no prefix: not ours
+
+    loaded = load_settings()
+
+    assert loaded.tolerance == 0.5
+    assert loaded.table_id == "m123"
+    assert loaded.allowed_hosts == ("s3.example.org", "cdn.example.org")
+    assert loaded.tolerance_for("Jane Doe") == 0.45
+    assert loaded.reference_folder("Jane Doe") == Path("reference_faces/jane_doe")
+
+
+def test_a_toml_file_given_with_config_is_read(tmp_path: Path) -> None:
+    config = write(
+        tmp_path / "guard.toml",
+        'nocodb_url = "http://nocodb.internal:8080/"\n'
+        'reject_action = "tag"\n'
+        "tolerance = 0.55\n"
+        '[politicians."Grace Hopper (demo)"]\n'
+        'folder = "hopper"\n',
+    )
+
+    loaded = load_settings(config)
+
+    assert loaded.nocodb_url == "http://nocodb.internal:8080"
+    assert loaded.reject_action == "tag"
+    assert loaded.tolerance_for("Grace Hopper (demo)") == 0.55
+    assert loaded.reference_folder("Grace Hopper (demo)") == Path("reference_faces/hopper")
+
+
+def test_a_dotenv_file_is_read_and_the_dev_servers_own_keys_are_ignored(tmp_path: Path) -> None:
+    env_file = write(
+        tmp_path / "guard.env",
+        "# Written by scripts/nocodb-dev up\n"
+        "NOCODB_GUARD_NOCODB_URL=http://127.0.0.1:18080\n"
+        f"NOCODB_GUARD_NOCODB_TOKEN={TOKEN}\n"
+        "NOCODB_GUARD_TABLE_ID=mtable\n"
+        "NOCODB_DEV_FORM_UUID=b3c186c4-782b-4fba-9a1a-f80b8653a5a5\n"
+        "NOCODB_DEV_BASE_ID=pbase\n",
+    )
+
+    loaded = load_settings(env_file=env_file)
+
+    assert loaded.nocodb_url == "http://127.0.0.1:18080"
+    assert loaded.token() == TOKEN
+    assert loaded.table_id == "mtable"
+
+
+def test_the_token_is_read_from_a_secret_file_in_secrets_dir(tmp_path: Path) -> None:
+    write(tmp_path / "nocodb_token", f"{TOKEN}\n")
+
+    assert load_settings(secrets_dir=tmp_path).token() == TOKEN
+
+
+def test_the_token_is_read_from_systemds_credentials_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(tmp_path / "nocodb_token", TOKEN)
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+
+    assert load_settings().token() == TOKEN
+
+
+def test_the_environment_beats_the_toml_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = write(tmp_path / "guard.toml", "tolerance = 0.4\nworkers = 3\n")
+    monkeypatch.setenv("NOCODB_GUARD_TOLERANCE", "0.5")
+
+    loaded = load_settings(config)
+
+    assert loaded.tolerance == 0.5
+    assert loaded.workers == 3
+
+
+def test_a_secret_file_beats_the_toml_file(tmp_path: Path) -> None:
+    config = write(tmp_path / "guard.toml", 'nocodb_token = "from-toml"\n')
+    write(tmp_path / "nocodb_token", TOKEN)
+
+    assert load_settings(config, secrets_dir=tmp_path).token() == TOKEN
+
+
+def test_a_missing_token_is_a_config_error_saying_where_to_put_it() -> None:
+    with pytest.raises(ConfigError, match="nocodb_token: missing"):
+        load_settings().token()
+
+
+def test_a_bad_setting_is_a_config_error_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NOCODB_GUARD_TOLERANCE", "7")
+
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+
+    assert "tolerance (NOCODB_GUARD_TOLERANCE)" in str(caught.value)
+    assert "1.5" in str(caught.value)
+
+
+def test_a_missing_config_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="--config: no such file"):
+        load_settings(tmp_path / "absent.toml")
+
+
+def test_malformed_toml_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read settings"):
+        load_settings(write(tmp_path / "guard.toml", "tolerance = = 0.5\n"))
+
+
+def test_the_token_never_appears_in_the_public_summary(tmp_path: Path) -> None:
+    write(tmp_path / "nocodb_token", TOKEN)
+
+    summary = load_settings(secrets_dir=tmp_path, webhook_secret="hook-SECRET").public_summary()
+
+    assert summary["nocodb_token"] == "set"
+    assert summary["webhook_secret"] == "set"
+    assert TOKEN not in repr(summary)
+    assert "hook-SECRET" not in repr(summary)
+
+
+def test_the_token_never_appears_in_a_config_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env_file = write(
+        tmp_path / "guard.env",
+        f"NOCODB_GUARD_NOCODB_TOKEN={TOKEN}\nNOCODB_GUARD_NOCODB_URL={TOKEN}\n",
+    )
+    monkeypatch.setenv("NOCODB_GUARD_PAGE_SIZE", "0")
+
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env_file=env_file)
+
+    assert "nocodb_url" in str(caught.value) and "page_size" in str(caught.value)
+    assert TOKEN not in str(caught.value)
+
+
+def test_the_token_is_not_shown_by_the_settings_repr(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NOCODB_GUARD_NOCODB_TOKEN", TOKEN)
+
+    assert TOKEN not in repr(Settings())
+
+
+def test_a_bad_setting_makes_the_cli_exit_2_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env_file = write(tmp_path / "guard.env", f"NOCODB_GUARD_NOCODB_TOKEN={TOKEN}\n")
+    monkeypatch.setenv("NOCODB_GUARD_TOLERANCE", "7")
+
+    code = cli.main(["--env-file", str(env_file), "references"])
+
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_CONFIG == 2
+    assert "NOCODB_GUARD_TOLERANCE" in err
+    assert TOKEN not in err
+
+
+def test_a_missing_env_file_makes_the_cli_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = cli.main(["references", "--env-file", str(tmp_path / "absent.env")])
+
+    assert code == 2
+    assert "--env-file: no such file" in capsys.readouterr().err
