@@ -121,6 +121,19 @@ def as_jpeg(data: bytes, quality: int = 90) -> bytes:
     return as_format(data, "JPEG", quality=quality)
 
 
+def grace_hopper_variant() -> bytes:
+    """Another photo of Grace Hopper: mirrored, cropped, shrunk and re-encoded as a JPEG.
+
+    What an uploader's picture of a politician is like: not the reference file itself, so
+    matching it proves the comparison, not byte equality.
+    """
+    image = load(grace_hopper_jpeg()).convert("RGB")
+    image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    image = image.crop((20, 10, image.width - 10, image.height - 40))
+    image = image.resize((image.width * 3 // 4, image.height * 3 // 4))
+    return encode(image, "JPEG", quality=85)
+
+
 def two_faces_side_by_side() -> bytes:
     """Grace Hopper and the astronaut pasted side by side, both faces large, as one JPEG."""
     left = load(grace_hopper_jpeg()).convert("RGB")
