@@ -60,7 +60,9 @@ accept that.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import sys
 import threading
 import warnings
 from collections.abc import Callable, Sequence
@@ -184,7 +186,9 @@ def import_face_recognition() -> ModuleType:
     half-downloaded uploads decode as grey-padded pictures; that is undone here.
     """
     try:
-        with warnings.catch_warnings():
+        # Its "Please install face_recognition_models" goes to stderr, never into the
+        # stdout of a ``--json`` command.
+        with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
             # face_recognition_models imports pkg_resources, deprecated but pinned on purpose
             # (setuptools<81): the warning would print once per worker process.
             warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
