@@ -251,7 +251,7 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
 
 def format_record(record: dict[str, Any]) -> str:
     """One human line for ``history``: when, which row, what happened and why."""
-    flags = " (dry run)" if record.get("dry_run") else ""
+    flags = " (dry run: nothing changed)" if record.get("dry_run") else ""
     pictures = "; ".join(_format_picture(p) for p in record.get("pictures", []))
     line = (
         f"{record.get('time')}  row {record.get('row_id')}  {record.get('verdict')}/"
