@@ -3,22 +3,44 @@
 dlib's HOG detector releases the GIL but its encoder holds it and is not thread-safe, so
 real parallelism needs processes. Each worker loads the models once (initializer) and
 then only ever sees one picture's bytes at a time; nothing is written to disk.
+
+The pool lives as long as the daemon (``runtime.build_runtime`` makes one analyzer), so
+the model loading (about 1-2 s per worker) is paid once, and it starts as soon as the
+pool is built: :class:`PoolAnalyzer` sends each worker a no-op at construction, so the
+models load while the daemon checks NocoDB and the first rows download.
+
+Memory stays bounded because the sweep keeps a fixed window of rows in flight (its
+``prefetch``): at most that many rows' pictures are queued for the pool at any time.
+
+A worker that dies (out of memory, a segfault in a C decoder on a hostile picture, an
+operator's ``kill``) breaks a ``ProcessPoolExecutor`` for good. Pictures that were in
+that pool fail with ``BrokenProcessPool`` (the sweep defers their rows, untouched), and
+the next :meth:`PoolAnalyzer.submit` builds a fresh pool, so later rows and ticks go on.
 """
 
 from __future__ import annotations
 
 import multiprocessing
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
+import structlog
 
 from nocodb_guard.faces import FaceEngine
 from nocodb_guard.models import PictureAnalysis
 from nocodb_guard.pipeline import PipelineConfig, analyze
 
+log = structlog.get_logger(__name__)
+
 References = npt.NDArray[np.float64] | None
+#: Builds a worker's engine from the config; must be a module-level (picklable) function.
+EngineFactory = Callable[[PipelineConfig], FaceEngine]
 
 
 class Analyzer(Protocol):
@@ -63,10 +85,10 @@ _worker_engine: FaceEngine | None = None
 _worker_config: PipelineConfig | None = None
 
 
-def _init_worker(config: PipelineConfig) -> None:
+def _init_worker(config: PipelineConfig, engine_factory: EngineFactory) -> None:
     global _worker_engine, _worker_config  # noqa: PLW0603 - one engine per worker process
     _worker_config = config
-    _worker_engine = make_engine(config)
+    _worker_engine = engine_factory(config)
 
 
 def _analyze_in_worker(data: bytes, name: str, references: References) -> PictureAnalysis:
@@ -74,26 +96,86 @@ def _analyze_in_worker(data: bytes, name: str, references: References) -> Pictur
     return analyze(data, name, references, _worker_config, _worker_engine)
 
 
+def _ready() -> int:
+    """The warm-up task: returns once the initializer (model loading) has run."""
+    return os.getpid()
+
+
 class PoolAnalyzer:
     """A pool of ``workers`` processes, each with its own loaded models.
 
     ``spawn`` is used rather than ``fork``: the daemon has threads (scheduler, HTTP
-    servers) and forking a threaded process can deadlock.
+    servers) and forking a threaded process can deadlock. ``submit`` is called from the
+    sweep's download threads, hence the lock around the executor swap.
     """
 
-    def __init__(self, config: PipelineConfig, workers: int) -> None:
-        self._executor: Executor = ProcessPoolExecutor(
-            max_workers=workers,
+    def __init__(
+        self,
+        config: PipelineConfig,
+        workers: int,
+        engine_factory: EngineFactory = make_engine,
+    ) -> None:
+        if workers < 1:
+            raise ValueError("a pool needs at least one worker")
+        self._config = config
+        self._workers = workers
+        self._engine_factory = engine_factory
+        self._lock = threading.Lock()
+        self._closed = False
+        self.restarts = 0
+        """How many times a broken pool was replaced (metrics, tests)."""
+        self._warmup: list[Future[int]] = []
+        self._executor = self._start()
+
+    def _start(self) -> ProcessPoolExecutor:
+        executor = ProcessPoolExecutor(
+            max_workers=self._workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_worker,
-            initargs=(config,),
+            initargs=(self._config, self._engine_factory),
         )
+        # Spawns every worker now and lets them load their models in the background.
+        self._warmup = [executor.submit(_ready) for _ in range(self._workers)]
+        return executor
 
     def submit(self, data: bytes, name: str, references: References) -> Future[PictureAnalysis]:
-        return self._executor.submit(_analyze_in_worker, data, name, references)
+        with self._lock:
+            executor = self._executor
+        try:
+            return executor.submit(_analyze_in_worker, data, name, references)
+        except BrokenProcessPool:
+            return self._restart(executor).submit(_analyze_in_worker, data, name, references)
+
+    def _restart(self, broken: ProcessPoolExecutor) -> ProcessPoolExecutor:
+        """Replace ``broken`` once, however many threads noticed it at the same time."""
+        with self._lock:
+            if self._closed:
+                raise BrokenProcessPool("the face worker pool is closed")
+            if self._executor is broken:
+                log.warning("face_pool_restarted", workers=self._workers)
+                broken.shutdown(wait=False, cancel_futures=True)
+                self._executor = self._start()
+                self.restarts += 1
+            return self._executor
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of the live workers (tests and the benchmarks measure them)."""
+        with self._lock:
+            processes = dict(self._executor._processes or {})  # no public API for this
+        return sorted(pid for pid, process in processes.items() if process.is_alive())
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        """Block until the warm-up tasks have run, i.e. the workers have loaded their models."""
+        with self._lock:
+            futures = list(self._warmup)
+        for future in futures:
+            future.result(timeout=timeout)
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            self._closed = True
+            executor = self._executor
+        executor.shutdown(wait=True, cancel_futures=True)
 
 
 def make_analyzer(config: PipelineConfig, workers: int) -> Analyzer:

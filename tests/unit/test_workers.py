@@ -1,0 +1,199 @@
+"""The face worker pool: models loaded once per worker, warm start, recovery from a dead worker.
+
+Most tests use a fake engine (a module-level factory, so spawned workers can import it)
+to stay fast; one test runs the real dlib engine in a worker to prove the wiring.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from nocodb_guard import samples
+from nocodb_guard.faces import Detection
+from nocodb_guard.models import FaceBox, PictureAnalysis
+from nocodb_guard.pipeline import PipelineConfig
+from nocodb_guard.workers import InlineAnalyzer, PoolAnalyzer, make_analyzer
+
+DEADLINE_S = 60.0
+
+
+class OneFaceEngine:
+    """Sees one 100 px face in the middle of every picture; encodes it as zeros."""
+
+    def detect(self, rgb: npt.NDArray[np.uint8]) -> list[Detection]:
+        height, width = rgb.shape[:2]
+        top, left = height // 2 - 50, width // 2 - 50
+        return [Detection(FaceBox(top=top, right=left + 100, bottom=top + 100, left=left), 1.0)]
+
+    def confirm(self, rgb: npt.NDArray[np.uint8], box: FaceBox) -> bool:
+        return True
+
+    def encode(self, rgb: npt.NDArray[np.uint8], box: FaceBox) -> npt.NDArray[np.float64]:
+        return np.zeros(128)
+
+
+def one_face_engine(config: PipelineConfig) -> OneFaceEngine:
+    return OneFaceEngine()
+
+
+class SlowEngine(OneFaceEngine):
+    """Takes its time over :data:`SLOW_PICTURE`, so that a test can kill it mid-picture."""
+
+    def detect(self, rgb: npt.NDArray[np.uint8]) -> list[Detection]:
+        if rgb.shape[1] == SLOW_WIDTH:
+            time.sleep(10)
+        return super().detect(rgb)
+
+
+def slow_engine(config: PipelineConfig) -> SlowEngine:
+    return SlowEngine()
+
+
+PICTURE = samples.solid((300, 300), (200, 150, 120))
+SLOW_WIDTH = 301
+SLOW_PICTURE = samples.solid((SLOW_WIDTH, 300), (200, 150, 120))
+REFERENCES = np.full((1, 128), 0.05)
+
+
+def fake_pool(workers: int = 2) -> PoolAnalyzer:
+    return PoolAnalyzer(PipelineConfig(), workers, engine_factory=one_face_engine)
+
+
+def wait_for(predicate: object, timeout: float = DEADLINE_S) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.05)
+
+
+def result_after_recovery(pool: PoolAnalyzer) -> PictureAnalysis:
+    """Submit until a picture is analysed: the first ones may fail with the dead pool."""
+    deadline = time.monotonic() + DEADLINE_S
+    while True:
+        future: Future[PictureAnalysis] = pool.submit(PICTURE, "picture 1", REFERENCES)
+        try:
+            return future.result(timeout=DEADLINE_S)
+        except BrokenProcessPool:
+            if time.monotonic() > deadline:
+                raise
+
+
+def test_a_pool_analyses_pictures_in_worker_processes() -> None:
+    pool = fake_pool()
+    try:
+        analysis = pool.submit(PICTURE, "picture 1", REFERENCES).result(timeout=DEADLINE_S)
+    finally:
+        pool.close()
+    assert len(analysis.faces) == 1
+    assert analysis.distances == pytest.approx((np.linalg.norm(REFERENCES[0]),))
+    assert analysis.problem is None
+
+
+def test_every_worker_starts_and_loads_its_models_when_the_pool_is_built() -> None:
+    pool = fake_pool(workers=2)
+    try:
+        pool.wait_ready(timeout=DEADLINE_S)
+        pids = pool.worker_pids()
+    finally:
+        pool.close()
+    assert len(pids) == 2
+    assert os.getpid() not in pids
+
+
+def test_close_leaves_no_worker_process_behind() -> None:
+    pool = fake_pool()
+    pool.wait_ready(timeout=DEADLINE_S)
+    pids = pool.worker_pids()
+    pool.close()
+    for pid in pids:
+        wait_for(lambda pid=pid: not _alive(pid), timeout=10)
+
+
+def test_a_killed_worker_is_replaced_and_later_pictures_are_analysed() -> None:
+    pool = fake_pool()
+    try:
+        pool.wait_ready(timeout=DEADLINE_S)
+        pid = pool.worker_pids()[0]
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: not _alive(pid), timeout=10)
+        # The pool learns of the death asynchronously: a picture or two may still go to
+        # the surviving worker, or fail with the broken pool, before it is replaced.
+        deadline = time.monotonic() + DEADLINE_S
+        while pool.restarts == 0 and time.monotonic() < deadline:
+            result_after_recovery(pool)
+            time.sleep(0.05)
+        assert pool.restarts == 1
+        assert len(result_after_recovery(pool).faces) == 1
+        wait_for(lambda: len(pool.worker_pids()) == 2)
+        assert pid not in pool.worker_pids()
+    finally:
+        pool.close()
+
+
+def test_a_picture_in_flight_when_its_worker_dies_fails_rather_than_getting_a_verdict() -> None:
+    """The sweep turns this exception into a deferred row: nothing is deleted on a crash."""
+    pool = PoolAnalyzer(PipelineConfig(), 1, engine_factory=slow_engine)
+    try:
+        pool.wait_ready(timeout=DEADLINE_S)
+        (pid,) = pool.worker_pids()
+        future = pool.submit(SLOW_PICTURE, "picture 1", REFERENCES)
+        time.sleep(0.5)  # the worker is inside detect()
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(BrokenProcessPool):
+            future.result(timeout=DEADLINE_S)
+        wait_for(lambda: not _alive(pid), timeout=10)
+        later = pool.submit(PICTURE, "picture 1", REFERENCES)
+        assert pool.restarts == 1
+        assert len(later.result(timeout=DEADLINE_S).faces) == 1
+    finally:
+        pool.close()
+
+
+def test_submitting_to_a_closed_pool_fails_instead_of_starting_new_workers() -> None:
+    pool = fake_pool(workers=1)
+    pool.close()
+    with pytest.raises(RuntimeError):
+        pool.submit(PICTURE, "picture 1", REFERENCES)
+
+
+def test_a_pool_needs_at_least_one_worker_and_zero_means_in_process() -> None:
+    with pytest.raises(ValueError, match="at least one worker"):
+        PoolAnalyzer(PipelineConfig(), 0)
+    inline = make_analyzer(PipelineConfig(), 0)
+    try:
+        assert isinstance(inline, InlineAnalyzer)
+    finally:
+        inline.close()
+
+
+def test_the_real_dlib_engine_counts_one_face_in_a_worker_process() -> None:
+    pool = PoolAnalyzer(PipelineConfig(), 1)
+    try:
+        analysis = pool.submit(samples.grace_hopper_jpeg(), "picture 1", None).result(
+            timeout=DEADLINE_S
+        )
+    finally:
+        pool.close()
+    assert len(analysis.faces) == 1
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A killed child stays a zombie until reaped; count zombies as dead.
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
