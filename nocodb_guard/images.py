@@ -8,8 +8,9 @@ string it cannot turn into a picture, and nothing else:
 
 - ``not_an_image``: the bytes are not one of the accepted still-image formats;
 - ``unreadable``: they claim to be one, but are truncated, corrupt or absurd;
-- ``too_large``: the header announces more pixels than ``max_pixels`` (decompression
-  bombs are refused before a single pixel is decoded).
+- ``too_large``: the header announces more pixels than ``max_pixels`` (JPEG) or than
+  :data:`FULL_DECODE_MAX_PIXELS` (other formats), so decompression bombs are refused
+  before a single pixel is decoded.
 
 Pictures are normalised for dlib: EXIF orientation applied, alpha composited onto white,
 every mode (CMYK, palette, grayscale, 1-bit, 16/32-bit, float) turned into 8-bit RGB,
@@ -23,6 +24,7 @@ import functools
 import io
 import struct
 import threading
+import warnings
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -49,6 +51,11 @@ PILLOW_PLUGIN = {
 #: Longest side over shortest side beyond which a picture cannot be a photo of a face
 #: (phone panoramas stay well under it). Such strips would also shrink to a 0-px side.
 MAX_ASPECT_RATIO = 50
+
+#: Pixel cap for formats decoded at full size (all but JPEG, which libjpeg decodes at
+#: 1/2, 1/4 or 1/8 scale): about 150 MB of RGB, then the resize. A JPEG is capped by
+#: ``max_pixels`` alone (default 120 MP: a 108 MP phone photo is judged, not deleted).
+FULL_DECODE_MAX_PIXELS = 50_000_000
 
 #: Resampling used for downscaling. Pillow first shrinks by an integer factor with a box
 #: filter (``reducing_gap``), then finishes with an antialiased triangle filter. Measured
@@ -215,15 +222,23 @@ def _register_heif() -> None:
 
 
 def _open_checked(data: bytes, plugin: str, max_pixels: int) -> tuple[Image.Image, tuple[int, int]]:
-    """Open with the one allowed plugin and vet the header's dimensions before any pixel."""
-    image = Image.open(io.BytesIO(data), formats=[plugin])
+    """Open with the one allowed plugin and vet the header's dimensions before any pixel.
+
+    ``max_pixels`` is the cap, not Pillow's global ``MAX_IMAGE_PIXELS`` (~89 MP, below
+    today's 108 MP phone sensors): Pillow's warning between its limit and twice it is
+    silenced here because the check below replaces it. Pillow's hard error above twice
+    its limit (~179 MP) still applies and also means ``too_large``. Formats that cannot
+    be decoded at a reduced scale are capped at :data:`FULL_DECODE_MAX_PIXELS` as well.
+    """
+    with warnings.catch_warnings():
+        # Not thread-safe in Python 3.11 (the filter list is global): the worst a race
+        # can do is print Pillow's warning once, or leave this one filter in place.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        image = Image.open(io.BytesIO(data), formats=[plugin])
     width, height = image.size
     if width <= 0 or height <= 0:
         raise BadPicture("unreadable", f"the picture claims a size of {width}x{height}")
-    # Pillow only warns between MAX_IMAGE_PIXELS and twice that: treat its warning
-    # threshold as a cap too, so a bomb warning never comes with a decoded bomb.
-    pillow_cap = Image.MAX_IMAGE_PIXELS
-    cap = max_pixels if pillow_cap is None else min(max_pixels, pillow_cap)
+    cap = max_pixels if plugin == "JPEG" else min(max_pixels, FULL_DECODE_MAX_PIXELS)
     if width * height > cap:
         raise BadPicture(
             "too_large", f"{width}x{height} is {width * height} pixels, over the {cap} cap"

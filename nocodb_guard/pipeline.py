@@ -24,7 +24,7 @@ from nocodb_guard.settings import Settings
 class PipelineConfig:
     """The picklable subset of settings a worker process needs."""
 
-    max_pixels: int = 50_000_000
+    max_pixels: int = 120_000_000
     max_side: int = 1024
     detection_model: str = "hog"
     upsample: int = 1

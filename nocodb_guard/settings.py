@@ -101,8 +101,13 @@ class Settings(BaseSettings):
     """face_recognition's documented best for its 128-d encodings; lower is stricter."""
 
     # --- image and face pipeline ---------------------------------------------------------
-    max_pixels: int = Field(default=50_000_000, ge=10_000)
-    """Decoded pixel cap; above it a picture is ``too_large`` (decompression bombs)."""
+    max_pixels: int = Field(default=120_000_000, ge=10_000)
+    """Pixel cap from the header; above it a picture is ``too_large`` (decompression bombs).
+
+    120 MP so that a 108 MP phone photo is judged, not deleted: JPEGs are decoded at 1/8
+    scale, so memory stays small. Other formats are decoded at full size and stay capped
+    at 50 MP (``images.FULL_DECODE_MAX_PIXELS``); Pillow's own hard limit (~179 MP) holds.
+    """
     max_side: int = Field(default=1024, ge=128)
     """Longest side pictures are downscaled to before detection (same faces, 3-4x faster)."""
     detection_model: Literal["hog", "cnn"] = "hog"

@@ -362,17 +362,28 @@ def test_the_pixel_cap_is_inclusive() -> None:
     assert rejection(data, max_pixels=9_999).reason == "too_large"
 
 
-def test_pillows_decompression_bomb_warning_means_too_large(
+def test_max_pixels_not_pillows_warning_threshold_is_the_cap(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # A 108 MP phone JPEG is above Pillow's ~89 MP warning threshold: it must be judged.
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1_000_000)
-    data = samples.solid((1200, 1200), (0, 0, 0))  # between the warning and the error
+    data = samples.solid((1200, 1200), (0, 0, 0), "JPEG")  # between the warning and the error
 
-    with pytest.warns(Image.DecompressionBombWarning):
-        assert rejection(data, max_pixels=10**9).reason == "too_large"
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        assert rejection(data, max_pixels=10**9).reason == "too_large"
+        assert decode(data, max_pixels=10**9, max_side=MAX_SIDE).original_size == (1200, 1200)
+        assert rejection(data, max_pixels=1_000_000).reason == "too_large"
+
+
+def test_formats_decoded_at_full_size_stay_capped_at_50_megapixels(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(images, "FULL_DECODE_MAX_PIXELS", 1_000_000)
+    png = samples.solid((1200, 1200), (0, 0, 0), "PNG")
+    jpeg = samples.solid((1200, 1200), (0, 0, 0), "JPEG")
+
+    assert rejection(png, max_pixels=10**9).reason == "too_large"
+    assert decode(jpeg, max_pixels=10**9, max_side=MAX_SIDE).original_size == (1200, 1200)
 
 
 def test_pillows_decompression_bomb_error_means_too_large(bomb: bytes) -> None:
