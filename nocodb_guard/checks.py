@@ -10,6 +10,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import structlog
+
 from nocodb_guard.errors import GuardError, NocoDBUnavailable, Stop
 from nocodb_guard.nocodb import NocoDBClient, TableSchema, check_schema, politician_options
 from nocodb_guard.references import ReferenceStore
@@ -17,6 +19,8 @@ from nocodb_guard.settings import Settings
 from nocodb_guard.startup import labels_to_check
 
 EXIT_PROBLEM, EXIT_NOCODB = 1, 3
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -78,9 +82,26 @@ def describe_references(
 ) -> tuple[list[dict[str, Any]], bool]:
     """Per politician: folder, tolerance, files and their cache state; ok overall?"""
     store = store_factory(settings)
-    wanted = list(labels) or _known_labels(settings)
+    wanted = list(labels) or _default_labels(settings)
     report = [_describe_one(settings, store, label) for label in wanted]
     return report, all(entry["ok"] for entry in report)
+
+
+def _default_labels(settings: Settings) -> list[str]:
+    """The form's options and configured politicians when NocoDB answers, else offline labels.
+
+    One quick ping first (no retries): a report on local folders should not wait out the
+    retry budget when NocoDB is down.
+    """
+    if settings.nocodb_token is None or not settings.table_id:
+        return _known_labels(settings)
+    try:
+        with NocoDBClient(settings) as client:
+            client.ping()
+            return labels_to_check(settings, client.politician_options())
+    except (NocoDBUnavailable, Stop) as exc:
+        log.warning("references_without_nocodb", error=str(exc))
+        return _known_labels(settings)
 
 
 def _known_labels(settings: Settings) -> list[str]:
