@@ -2,7 +2,10 @@
 
 One APScheduler job runs a sweep every ``poll_interval`` seconds (``max_instances=1`` and
 ``coalesce=True``: a slow sweep never overlaps itself and missed ticks collapse into one).
-The main thread only waits for a stop flag; signal handlers only set that flag.
+The main thread only waits for a stop flag (signal handlers only set it), starts a pass
+at once when the webhook asked for one, and pings systemd's watchdog while the ticks are
+alive (:class:`Liveness`): idle between ticks is alive, a tick without progress for longer
+than :func:`stall_bound` is hung, and then the pings stop so that systemd restarts us.
 
 Whatever one tick meets (NocoDB down for an hour, a corrupt picture, a 429 storm) is
 logged and the next tick tries again. Only a bad start (settings, references, token,
@@ -13,9 +16,12 @@ a mistake only a person can fix... and does restart after a crash.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import BrokenExecutor
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import structlog
@@ -26,33 +32,101 @@ from nocodb_guard.health import write_heartbeat
 from nocodb_guard.locking import sweep_lock
 from nocodb_guard.metrics import Metrics
 from nocodb_guard.notify import SystemdNotifier
+from nocodb_guard.pipeline import PipelineConfig
 from nocodb_guard.runtime import Runtime, build_runtime
 from nocodb_guard.settings import Settings
 from nocodb_guard.signals import Flags
 from nocodb_guard.startup import StartupReport, check_startup
 from nocodb_guard.sweep import SweepResult
 from nocodb_guard.webhook import WebhookServer
+from nocodb_guard.workers import make_analyzer
 
 log = structlog.get_logger("nocodb_guard.daemon")
 
 STOP_BOUND_SECONDS = 60.0
 """How long a stop waits for the row in hand before leaving anyway (systemd: TimeoutStopSec)."""
 STARTUP_RETRY_SECONDS = 10.0
+ANALYSIS_SLACK_SECONDS = 120.0
+"""Generous time for the face analysis of one row's pictures (HOG: about a second each)."""
+IDLE_SLACK_SECONDS = 60.0
+"""How late the scheduler may start a tick before the loop counts as stuck."""
+
+
+def stall_bound(settings: Settings) -> float:
+    """Seconds a healthy tick may go without finishing a row.
+
+    The worst healthy row waits for each attachment and for the list/read/act calls, each
+    bounded by the retry budget plus one request's timeouts, then for its analysis.
+    """
+    per_request = settings.retry_seconds + settings.connect_timeout + settings.read_timeout
+    return (settings.max_attachments + 3) * per_request + ANALYSIS_SLACK_SECONDS
+
+
+class Liveness:
+    """Whether the tick loop is alive, for the watchdog; thread-safe, pure bookkeeping.
+
+    Alive means: a tick is running and made progress (started, finished a row) within
+    ``stall_seconds``; or no tick is running and the last one ended (or the loop started)
+    within ``idle_seconds`` (the poll interval plus slack: the scheduler keeps its beat).
+    """
+
+    def __init__(
+        self,
+        stall_seconds: float,
+        idle_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._stall = stall_seconds
+        self._idle = idle_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._running = False
+        self._last = clock()
+
+    def tick_started(self) -> None:
+        self._mark(running=True)
+
+    def progress(self) -> None:
+        self._mark(running=None)
+
+    def tick_finished(self) -> None:
+        self._mark(running=False)
+
+    def _mark(self, running: bool | None) -> None:
+        with self._lock:
+            if running is not None:
+                self._running = running
+            self._last = self._clock()
+
+    def alive(self) -> bool:
+        with self._lock:
+            quiet = self._clock() - self._last
+            return quiet <= (self._stall if self._running else self._idle)
 
 
 class Daemon:
     """Owns the scheduler, the optional HTTP listeners and the tick."""
 
-    def __init__(self, settings: Settings, runtime: Runtime, flags: Flags) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        runtime: Runtime,
+        flags: Flags,
+        metrics: Metrics | None = None,
+        notifier: SystemdNotifier | None = None,
+    ) -> None:
         self._settings = settings
         self._runtime = runtime
         self._flags = flags
-        self._notifier = SystemdNotifier()
-        self._metrics = Metrics(enabled=settings.metrics_port > 0)
+        self._notifier = notifier or SystemdNotifier()
+        self._metrics = metrics or Metrics(enabled=settings.metrics_port > 0)
         runtime.recorders.append(self._metrics)
         self._scheduler = BackgroundScheduler(timezone="UTC")
         self._webhook: WebhookServer | None = None
-        self._last_ping = 0.0
+        self._liveness = Liveness(
+            stall_bound(settings), settings.poll_interval + IDLE_SLACK_SECONDS
+        )
+        self._stalled = False
 
     # --- lifecycle ------------------------------------------------------------------------------
     def start(self, startup: StartupReport) -> None:
@@ -84,12 +158,22 @@ class Daemon:
         log.info("daemon_ready", **startup.as_log())
 
     def wait(self) -> None:
-        """Main thread: wait for a stop, pinging the watchdog only while ticks keep coming."""
+        """Main thread: wait for a stop, pinging the watchdog only while ticks are alive."""
         interval = self._notifier.watchdog_interval()
-        while not self._flags.stop.wait(timeout=min(interval or 1.0, 1.0)):
-            if self._flags.sweep_now.is_set():
-                self._flags.sweep_now.clear()
-                self._run_soon()
+        period = min(interval / 2, 1.0) if interval else 1.0
+        while not self._flags.stop.wait(timeout=period):
+            if self._flags.sweep_now.is_set() and self._flags.idle.is_set():
+                self._run_soon()  # a hook the running tick could not take any more
+            self._watchdog()
+
+    def _watchdog(self) -> None:
+        alive = self._liveness.alive() and self._scheduler.running
+        if alive:
+            self._notifier.watchdog()
+        elif not self._stalled:
+            log.error("tick_stalled", stall_bound_seconds=stall_bound(self._settings))
+            self._notifier.status("tick loop stalled: watchdog pings stopped")
+        self._stalled = not alive
 
     def stop(self) -> int:
         log.info("daemon_stopping")
@@ -106,10 +190,17 @@ class Daemon:
         return 0
 
     def trigger(self) -> None:
-        """Webhook callback: sweep as soon as possible (polling stays the safety net)."""
+        """Webhook callback: sweep as soon as possible (polling stays the safety net).
+
+        A hook that arrives during a pass may concern a row that pass already listed past:
+        the flag stays set and the running tick sweeps once more when it is done.
+        """
         self._flags.sweep_now.set()
+        self._run_soon()
 
     def _run_soon(self) -> None:
+        if self._flags.stop.is_set():
+            return
         job = self._scheduler.get_job("sweep")
         if job is not None:
             job.modify(next_run_time=datetime.now(UTC) + timedelta(milliseconds=10))
@@ -119,19 +210,25 @@ class Daemon:
         if self._flags.stop.is_set():
             return
         self._flags.idle.clear()
+        self._liveness.tick_started()
         try:
-            self._ping()
-            self._sweep_once()
+            while True:
+                self._flags.sweep_now.clear()  # this pass lists every row inserted so far
+                self._sweep_once()
+                if self._flags.stop.is_set() or not self._flags.sweep_now.is_set():
+                    break
+                log.info("sweep_again", reason="webhook during the pass")
         finally:
+            self._liveness.tick_finished()
             self._flags.idle.set()
-            self._ping()
 
     def _sweep_once(self) -> None:
         started = time.monotonic()
         try:
             with sweep_lock(self._settings.state_dir):
                 result = self._runtime.sweeper().run(
-                    should_stop=self._flags.stop.is_set, on_outcome=lambda _: self._ping()
+                    should_stop=self._flags.stop.is_set,
+                    on_outcome=lambda _: self._liveness.progress(),
                 )
         except AlreadyRunning as exc:
             log.warning("tick_skipped", reason=str(exc))
@@ -141,6 +238,9 @@ class Daemon:
             return
         except GuardError as exc:
             self._tick_failed(exc)
+            return
+        except Exception as exc:  # the tick boundary: a bug must not end the service
+            self._tick_crashed(exc)
             return
         self._tick_done(result, time.monotonic() - started)
 
@@ -155,11 +255,17 @@ class Daemon:
         self._metrics.observe_error(type(exc).__name__)
         self._notifier.status(f"last tick failed: {type(exc).__name__}")
 
-    def _ping(self) -> None:
-        now = time.monotonic()
-        if now - self._last_ping >= 1.0:
-            self._notifier.watchdog()
-            self._last_ping = now
+    def _tick_crashed(self, exc: Exception) -> None:
+        """Log with the traceback; a dead face worker pool is rebuilt for the next tick."""
+        log.error("tick_failed", error=repr(exc), kind=type(exc).__name__, exc_info=True)
+        self._metrics.observe_error(type(exc).__name__)
+        self._notifier.status(f"last tick failed: {type(exc).__name__}")
+        if isinstance(exc, BrokenExecutor):
+            self._runtime.analyzer.close()
+            self._runtime.analyzer = make_analyzer(
+                PipelineConfig.from_settings(self._settings), self._settings.workers
+            )
+            log.warning("face_workers_restarted")
 
 
 def _counts(summary: dict[str, Any]) -> dict[str, int]:
@@ -168,12 +274,16 @@ def _counts(summary: dict[str, Any]) -> dict[str, int]:
 
 def run_daemon(
     settings: Settings,
-    runtime_factory: Callable[[Settings], Runtime] = build_runtime,
+    runtime_factory: Callable[[Settings], Runtime] | None = None,
 ) -> int:
     """Start, serve until SIGTERM/SIGINT, stop cleanly. Returns the exit code."""
     flags = Flags()
     flags.install_signal_handlers()
-    runtime = runtime_factory(settings)
+    metrics = Metrics(enabled=settings.metrics_port > 0)
+    factory = runtime_factory or partial(
+        build_runtime, observer=metrics.observe_request, sleep=stoppable_sleep(flags)
+    )
+    runtime = factory(settings)
     try:
         startup = _wait_for_startup(settings, runtime, flags)
     except BaseException:
@@ -182,10 +292,24 @@ def run_daemon(
     if startup is None:  # stopped before NocoDB ever answered
         runtime.close()
         return 0
-    daemon = Daemon(settings, runtime, flags)
+    daemon = Daemon(settings, runtime, flags, metrics)
     daemon.start(startup)
     daemon.wait()
     return daemon.stop()
+
+
+def stoppable_sleep(flags: Flags) -> Callable[[float], None]:
+    """The NocoDB client's pause between retries, cut short by a stop.
+
+    A stop abandons the retries (the row in hand stays untouched, deferred), so a shutdown
+    while NocoDB is down takes one request timeout at most, not the whole retry budget.
+    """
+
+    def sleep(seconds: float) -> None:
+        if flags.stop.wait(timeout=seconds):
+            raise NocoDBUnavailable("stopping: retries abandoned")
+
+    return sleep
 
 
 def _wait_for_startup(settings: Settings, runtime: Runtime, flags: Flags) -> StartupReport | None:

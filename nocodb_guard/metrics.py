@@ -45,6 +45,34 @@ NOCODB_ERROR_KINDS = (
 
 SWEEP_OUTCOMES = ("ok", "failed")
 
+
+def request_error_kind(operation: str, outcome: str) -> str | None:
+    """The :data:`NOCODB_ERROR_KINDS` label of one NocoDB request, None when it succeeded.
+
+    ``outcome`` is what :class:`nocodb_guard.nocodb.NocoDBClient` tells its observer: an
+    HTTP status, ``"timeout"``, ``"error"`` (no answer), or ``"ok"`` for a download.
+    """
+    if outcome == "ok":
+        return None
+    if outcome == "timeout":
+        return "timeout"
+    if outcome == "error":  # a download's "error" may be a size cap or a bad body, too
+        return "other" if operation == "attachment.download" else "connection"
+    if not outcome.isdigit():
+        return "other"
+    status = int(outcome)
+    if status < 400:
+        return None
+    if status == 429:
+        return "rate_limited"
+    if status >= 500:
+        return "server_error"
+    if status in (401, 403):
+        return "auth"
+    if status == 404:
+        return "not_found"
+    return "client_error"
+
 #: Sweeps take from milliseconds (nothing pending) to minutes (a backlog of pictures).
 SWEEP_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
 
@@ -152,6 +180,12 @@ class Metrics:
     def record_nocodb_error(self, kind: str) -> None:
         self.nocodb_errors.labels(kind=kind if kind in NOCODB_ERROR_KINDS else "other").inc()
 
+    def observe_request(self, operation: str, outcome: str, seconds: float) -> None:
+        """The NocoDB client's ``observer`` hook: count the failed requests by kind."""
+        kind = request_error_kind(operation, outcome)
+        if kind is not None:
+            self.record_nocodb_error(kind)
+
     def observe_sweep(self, seconds: float, rows: int | None = None, ok: bool = True) -> None:
         """A finished sweep; ``rows``, when given, is the pending rows it saw."""
         self.sweep_duration.observe(max(0.0, seconds))
@@ -220,6 +254,9 @@ class NullMetrics:
         """Nothing to record."""
 
     def record_nocodb_error(self, kind: str) -> None:
+        """Nothing to record."""
+
+    def observe_request(self, operation: str, outcome: str, seconds: float) -> None:
         """Nothing to record."""
 
     def observe_sweep(self, seconds: float, rows: int | None = None, ok: bool = True) -> None:

@@ -79,7 +79,8 @@ POOL_SIZE = 8
 REASON_FIELD_TYPES = frozenset({"LongText", "SingleLineText"})
 UNREADABLE_ENTRY_TITLE = "(unreadable attachment entry)"
 
-#: ``observer(operation, outcome, seconds)``: a metrics hook; outcome is a status or "error".
+#: ``observer(operation, outcome, seconds)``: a metrics hook; outcome is an HTTP status,
+#: "timeout" or "error" (no answer); downloads report "ok" or "error".
 RequestObserver = Callable[[str, str, float], None]
 
 
@@ -474,7 +475,7 @@ class NocoDBClient:
             failure = attachments.describe_request_error(exc)
         elapsed = time.monotonic() - started
         if failure is not None:
-            self._observe(operation, "error", elapsed)
+            self._observe(operation, "timeout" if "timeout" in failure else "error", elapsed)
             log.debug("nocodb.request", method=method, path=path, error=failure)
             raise _Transient(failure)
         status = response.status_code

@@ -6,10 +6,12 @@ same objects, and from the sweep so that the sweep stays free of construction de
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from nocodb_guard.audit import AuditLog, settings_version
-from nocodb_guard.nocodb import NocoDBClient
+from nocodb_guard.nocodb import NocoDBClient, RequestObserver
 from nocodb_guard.pipeline import PipelineConfig
 from nocodb_guard.references import ReferenceStore
 from nocodb_guard.settings import Settings
@@ -59,10 +61,21 @@ class Runtime:
         self.client.close()
 
 
-def build_runtime(settings: Settings, *, audit: bool = True, dry_run: bool = False) -> Runtime:
-    """Build the client, reference store and face workers from the settings."""
+def build_runtime(
+    settings: Settings,
+    *,
+    audit: bool = True,
+    dry_run: bool = False,
+    observer: RequestObserver | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Runtime:
+    """Build the client, reference store and face workers from the settings.
+
+    ``observer`` and ``sleep`` go to the NocoDB client: the daemon counts request errors
+    in its metrics and cuts retry pauses short on a stop.
+    """
     config = PipelineConfig.from_settings(settings)
-    client = NocoDBClient(settings)
+    client = NocoDBClient(settings, observer=observer, sleep=sleep)
     references = ReferenceStore.from_settings(settings)
     audit_log = (
         AuditLog(
