@@ -119,9 +119,13 @@ def _match_rule(evidence: RowEvidence, tolerance: float) -> Decision:
     worst = max(d for d in distances if d is not None)
     who = evidence.politician
     words = f"distance {worst:.2f} to {who} (tolerance {tolerance:.2f})"
-    prefix = "1 face" if len(distances) == 1 else f"{len(distances)} pictures, 1 face each, largest"
     if worst <= tolerance:
-        return Decision(Verdict.APPROVED, Reason.MATCH, f"{prefix}, {words}", worst, tolerance)
+        count = len(distances)
+        prefix = "1 face," if count == 1 else f"{count} pictures, 1 face each, largest"
+        return Decision(Verdict.APPROVED, Reason.MATCH, f"{prefix} {words}", worst, tolerance)
+    # Name the picture that failed: the admin reading the reason can then look at it.
+    label = _label(distances.index(worst) + 1, evidence)
+    prefix = "1 face" if label == "picture" else f"{label}: 1 face"
     return _reject(
         Reason.NO_MATCH,
         f"{prefix}, {words}: not {who}",

@@ -16,7 +16,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import structlog
@@ -296,6 +296,9 @@ class Sweeper:
             tolerance=self._tolerance(prepared),
             max_attachments=self._options.max_attachments,
         )
+        if self._options.recheck_approved and decision.verdict is Verdict.REJECTED:
+            # Log, audit and the Reason written all say this row had been approved before.
+            decision = replace(decision, explanation=f"re-check: {decision.explanation}")
         action = self._act(row, decision)
         return self._outcome(prepared, decision, action, pictures, started, analysed)
 
@@ -331,7 +334,7 @@ class Sweeper:
         try:
             if not self._unchanged(row):
                 return "changed_meanwhile"
-            return self._client.reject(row.id, f"re-check: {decision.explanation}")
+            return self._client.reject(row.id, decision.explanation)
         except RowGone:
             return "gone"
 
