@@ -3,8 +3,12 @@
 Exit codes (stable, documented in the README):
 
 ====  ==========================================================================
-0     done (sweep: every row decided; health: healthy; check: no problem)
-1     some rows deferred / health failing / check found problems
+0     done (sweep: every row decided; health: healthy; check: no problem;
+      evaluate: no false approval or rejection at the configured tolerances;
+      history: some decision matched)
+1     some rows deferred / health failing / check found problems /
+      ``sweep --recheck-approved`` (without ``--apply``): some approved row would now be
+      rejected / evaluate: false approvals or rejections / history: nothing matched
 2     bad settings, bad references or a broken face stack
 3     NocoDB unreachable or the token / table refused
 4     another sweep is already running on this host
@@ -248,7 +252,10 @@ def cmd_sweep(args: argparse.Namespace, settings: Settings) -> int:
         print(summary_text(result.summary()))
     if result.error:
         return EXIT_NOCODB
-    return EXIT_DEFERRED if result.deferred or result.stopped_early else EXIT_OK
+    # A re-check that only reports exits 1 when an approved row would now be rejected:
+    # a cron job or a monitor can alert on it before anyone runs it with --apply.
+    would_change = any(o.action == "would_reject" for o in result.outcomes)
+    return EXIT_DEFERRED if result.deferred or result.stopped_early or would_change else EXIT_OK
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
