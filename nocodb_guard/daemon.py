@@ -114,6 +114,7 @@ class Daemon:
         flags: Flags,
         metrics: Metrics | None = None,
         notifier: SystemdNotifier | None = None,
+        liveness: Liveness | None = None,
     ) -> None:
         self._settings = settings
         self._runtime = runtime
@@ -123,7 +124,7 @@ class Daemon:
         runtime.recorders.append(self._metrics)
         self._scheduler = BackgroundScheduler(timezone="UTC")
         self._webhook: WebhookServer | None = None
-        self._liveness = Liveness(
+        self._liveness = liveness or Liveness(
             stall_bound(settings), settings.poll_interval + IDLE_SLACK_SECONDS
         )
         self._stalled = False

@@ -1,0 +1,305 @@
+"""The daemon's own logic, without NocoDB or dlib: liveness for the watchdog, webhook
+re-runs, the tick boundary, stoppable retries and the request-error kinds.
+
+The daemon end to end (a subprocess against the real NocoDB) is in
+tests/integration/test_daemon.py.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nocodb_guard.daemon import Daemon, Liveness, stall_bound, stoppable_sleep
+from nocodb_guard.errors import NocoDBUnavailable
+from nocodb_guard.health import read_heartbeat
+from nocodb_guard.metrics import Metrics, request_error_kind
+from nocodb_guard.models import RowOutcome
+from nocodb_guard.notify import SystemdNotifier
+from nocodb_guard.settings import Settings
+from nocodb_guard.signals import Flags
+from nocodb_guard.startup import StartupReport
+from nocodb_guard.sweep import SweepResult
+
+WAIT_S = 10.0
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# --------------------------------------------------------------------------- liveness
+def test_an_idle_loop_is_alive_until_a_tick_is_overdue() -> None:
+    clock = FakeClock()
+    liveness = Liveness(stall_seconds=100, idle_seconds=40, clock=clock)
+    clock.now += 39
+    assert liveness.alive()
+    clock.now += 2
+    assert not liveness.alive()
+
+
+def test_a_tick_that_keeps_finishing_rows_is_alive_however_long_it_runs() -> None:
+    clock = FakeClock()
+    liveness = Liveness(stall_seconds=100, idle_seconds=40, clock=clock)
+    liveness.tick_started()
+    for _ in range(50):
+        clock.now += 90
+        liveness.progress()
+        assert liveness.alive()
+
+
+def test_a_tick_without_progress_beyond_the_stall_bound_is_hung() -> None:
+    clock = FakeClock()
+    liveness = Liveness(stall_seconds=100, idle_seconds=40, clock=clock)
+    liveness.tick_started()
+    clock.now += 99
+    assert liveness.alive()
+    clock.now += 2
+    assert not liveness.alive()
+
+
+def test_a_finished_tick_restarts_the_idle_clock() -> None:
+    clock = FakeClock()
+    liveness = Liveness(stall_seconds=100, idle_seconds=40, clock=clock)
+    liveness.tick_started()
+    clock.now += 99
+    liveness.tick_finished()
+    clock.now += 39
+    assert liveness.alive()
+
+
+def test_the_stall_bound_covers_the_worst_healthy_row() -> None:
+    settings = Settings(retry_seconds=60, connect_timeout=5, read_timeout=30, max_attachments=5)
+    # 5 downloads + list, re-read and act, each up to its retry budget and timeouts.
+    assert stall_bound(settings) == 8 * 95 + 120
+
+
+# --------------------------------------------------------------------------- stoppable sleep
+def test_retry_pauses_sleep_normally_until_a_stop_abandons_them() -> None:
+    flags = Flags()
+    sleep = stoppable_sleep(flags)
+    started = time.monotonic()
+    sleep(0.05)
+    assert time.monotonic() - started >= 0.04
+
+    threading.Timer(0.05, flags.stop.set).start()
+    started = time.monotonic()
+    with pytest.raises(NocoDBUnavailable, match="stopping"):
+        sleep(30)
+    assert time.monotonic() - started < 5
+
+
+# --------------------------------------------------------------------------- metrics kinds
+@pytest.mark.parametrize(
+    ("operation", "outcome", "kind"),
+    [
+        ("list", "200", None),
+        ("attachment.download", "ok", None),
+        ("list", "429", "rate_limited"),
+        ("list", "503", "server_error"),
+        ("list", "401", "auth"),
+        ("get", "404", "not_found"),
+        ("patch", "422", "client_error"),
+        ("list", "timeout", "timeout"),
+        ("list", "error", "connection"),
+        ("attachment.download", "error", "other"),
+    ],
+)
+def test_nocodb_request_outcomes_map_to_error_kinds(
+    operation: str, outcome: str, kind: str | None
+) -> None:
+    assert request_error_kind(operation, outcome) == kind
+
+
+def test_the_client_observer_counts_failed_requests_in_the_metrics() -> None:
+    metrics = Metrics(enabled=False)
+    metrics.observe_request("list", "503", 0.1)
+    metrics.observe_request("list", "200", 0.1)
+    text = metrics.render().decode()
+    assert 'nocodb_guard_nocodb_request_errors_total{kind="server_error"} 1.0' in text
+
+
+# --------------------------------------------------------------------------- the daemon
+class FakeSweeper:
+    def __init__(self, run: Callable[[], SweepResult]) -> None:
+        self._run = run
+
+    def run(
+        self,
+        should_stop: Callable[[], bool] = lambda: False,
+        on_outcome: Callable[[RowOutcome], None] | None = None,
+    ) -> SweepResult:
+        return self._run()
+
+
+class FakeAnalyzer:
+    def __init__(self) -> None:
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeRuntime:
+    """What the daemon uses of a Runtime; each pass runs ``passes[n]`` (default: empty)."""
+
+    def __init__(self, *passes: Callable[[], SweepResult]) -> None:
+        self.passes = list(passes)
+        self.count = 0
+        self.recorders: list[Any] = []
+        self.analyzer: Any = FakeAnalyzer()
+        self.closed = False
+
+    def sweeper(self) -> FakeSweeper:
+        index = self.count
+        self.count += 1
+        return FakeSweeper(self.passes[index] if index < len(self.passes) else SweepResult)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def make_daemon(tmp_path: Path, runtime: FakeRuntime, **settings: Any) -> tuple[Daemon, Flags]:
+    flags = Flags()
+    config = Settings(state_dir=tmp_path, poll_interval=3600, workers=0, **settings)
+    daemon = Daemon(
+        config, runtime, flags,  # type: ignore[arg-type]
+        metrics=Metrics(enabled=False), notifier=SystemdNotifier(environ={}),
+    )
+    return daemon, flags
+
+
+def wait_for(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_a_webhook_during_a_pass_triggers_another_pass_right_after(tmp_path: Path) -> None:
+    in_first_pass, release = threading.Event(), threading.Event()
+
+    def slow_pass() -> SweepResult:
+        in_first_pass.set()
+        release.wait(WAIT_S)
+        return SweepResult()
+
+    runtime = FakeRuntime(slow_pass)
+    daemon, flags = make_daemon(tmp_path, runtime)
+    daemon.start(StartupReport(options=()))
+    try:
+        assert in_first_pass.wait(WAIT_S)
+        daemon.trigger()  # the new row may already be behind this pass's listing
+        release.set()
+        wait_for(lambda: runtime.count == 2 and flags.idle.is_set())
+    finally:
+        flags.stop.set()
+        assert daemon.stop() == 0
+    assert runtime.closed
+
+
+def test_a_webhook_between_passes_starts_a_pass_at_once(tmp_path: Path) -> None:
+    runtime = FakeRuntime()
+    daemon, flags = make_daemon(tmp_path, runtime)
+    daemon.start(StartupReport(options=()))
+    try:
+        wait_for(lambda: runtime.count == 1 and flags.idle.is_set())
+        daemon.trigger()
+        wait_for(lambda: runtime.count == 2)
+    finally:
+        flags.stop.set()
+        daemon.stop()
+
+
+def test_a_pass_that_crashes_is_logged_and_the_next_pass_runs(tmp_path: Path) -> None:
+    def crash() -> SweepResult:
+        raise RuntimeError("a bug")
+
+    runtime = FakeRuntime(crash)
+    daemon, flags = make_daemon(tmp_path, runtime)
+    daemon.start(StartupReport(options=()))
+    try:
+        wait_for(lambda: runtime.count == 1 and flags.idle.is_set())
+        assert read_heartbeat(tmp_path) is None
+        daemon.trigger()
+        wait_for(lambda: read_heartbeat(tmp_path) is not None)
+    finally:
+        flags.stop.set()
+        daemon.stop()
+
+
+def test_a_broken_face_worker_pool_is_replaced_for_the_next_pass(tmp_path: Path) -> None:
+    def broken() -> SweepResult:
+        raise BrokenProcessPool("a worker was killed (OOM?)")
+
+    runtime = FakeRuntime(broken)
+    old_analyzer = runtime.analyzer
+    daemon, flags = make_daemon(tmp_path, runtime)
+    daemon.start(StartupReport(options=()))
+    try:
+        wait_for(lambda: runtime.count == 1 and flags.idle.is_set())
+    finally:
+        flags.stop.set()
+        daemon.stop()
+    assert old_analyzer.closed
+    assert runtime.analyzer is not old_analyzer
+
+
+class RecordingNotifier(SystemdNotifier):
+    def __init__(self) -> None:
+        super().__init__(environ={"NOTIFY_SOCKET": "@unused", "WATCHDOG_USEC": "200000"})
+        self.sent: list[str] = []
+
+    def send(self, *assignments: str) -> bool:
+        self.sent.extend(assignments)
+        return True
+
+
+def test_watchdog_pings_stop_while_a_pass_is_hung_and_resume_after(tmp_path: Path) -> None:
+    hung, release = threading.Event(), threading.Event()
+
+    def hanging_pass() -> SweepResult:
+        hung.set()
+        release.wait(WAIT_S)
+        return SweepResult()
+
+    runtime = FakeRuntime(hanging_pass)
+    notifier = RecordingNotifier()
+    flags = Flags()
+    daemon = Daemon(
+        Settings(state_dir=tmp_path, poll_interval=3600, workers=0),
+        runtime,  # type: ignore[arg-type]
+        flags,
+        metrics=Metrics(enabled=False),
+        notifier=notifier,
+        liveness=Liveness(stall_seconds=0.3, idle_seconds=3600),
+    )
+    waiter = threading.Thread(target=daemon.wait)
+    daemon.start(StartupReport(options=()))
+    waiter.start()
+    try:
+        assert hung.wait(WAIT_S)
+        time.sleep(0.6)  # past the stall bound
+        pings_when_hung = notifier.sent.count("WATCHDOG=1")
+        time.sleep(0.5)
+        assert notifier.sent.count("WATCHDOG=1") == pings_when_hung
+        assert any("stalled" in line for line in notifier.sent)
+        release.set()
+        wait_for(lambda: notifier.sent.count("WATCHDOG=1") > pings_when_hung)
+    finally:
+        release.set()
+        flags.stop.set()
+        waiter.join(WAIT_S)
+        daemon.stop()
+    assert notifier.sent[0] == "READY=1"
+    assert notifier.sent[-1] == "STOPPING=1"
