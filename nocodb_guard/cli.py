@@ -24,7 +24,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 
@@ -123,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run_guarded(args: argparse.Namespace) -> int:
     try:
         settings = _settings(args)
-        _configure_logging(settings)
+        _configure_logging(settings, sys.stdout if args.command == "run" else sys.stderr)
         return COMMANDS[args.command](args, settings)
     except Stop as exc:
         _fail(str(exc), exc.exit_code)
@@ -158,13 +158,13 @@ def _env_path(name: str) -> Path | None:
     return Path(value) if value else None
 
 
-def _configure_logging(settings: Settings) -> None:
+def _configure_logging(settings: Settings, stream: TextIO) -> None:
     from nocodb_guard.logs import configure_logging  # noqa: PLC0415
 
     secrets = [s.get_secret_value() for s in (settings.nocodb_token, settings.webhook_secret) if s]
     # Logs go to stderr for one-shot commands so that --json on stdout stays parseable;
     # the daemon logs to stdout (journald / podman collect it).
-    configure_logging(settings.log_level, settings.log_format, stream=sys.stderr, secrets=secrets)
+    configure_logging(settings.log_level, settings.log_format, stream=stream, secrets=secrets)
 
 
 def _print_json(data: Any) -> None:

@@ -363,6 +363,8 @@ def test_bad_references_stop_the_start_with_exit_2(
 
     assert result.returncode == 2, result.stderr[-2000:]
     assert "grace_hopper_demo" in result.stderr
+    starting = [json.loads(x) for x in result.stdout.splitlines() if "daemon_starting" in x]
+    assert len(starting) == 1, "run logs JSON lines on stdout"
     assert time.monotonic() - started < 60
 
 
