@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -87,6 +88,9 @@ _worker_config: PipelineConfig | None = None
 
 def _init_worker(config: PipelineConfig, engine_factory: EngineFactory) -> None:
     global _worker_engine, _worker_config  # noqa: PLW0603 - one engine per worker process
+    # Ctrl-C reaches the whole process group: the parent finishes the row in hand, then
+    # shuts the pool down; a worker must not die under it first (and break the pool).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _worker_config = config
     _worker_engine = engine_factory(config)
 
