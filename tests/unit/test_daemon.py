@@ -7,6 +7,8 @@ tests/integration/test_daemon.py.
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -303,3 +305,18 @@ def test_watchdog_pings_stop_while_a_pass_is_hung_and_resume_after(tmp_path: Pat
         daemon.stop()
     assert notifier.sent[0] == "READY=1"
     assert notifier.sent[-1] == "STOPPING=1"
+
+
+# --------------------------------------------------------------------------- signals
+def test_a_first_sigterm_only_sets_the_stop_flag_and_a_second_one_would_kill() -> None:
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    flags = Flags()
+    try:
+        flags.install_signal_handlers()
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert flags.stop.wait(WAIT_S)
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the next one ends us
+        assert signal.getsignal(signal.SIGINT) != signal.SIG_DFL
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
