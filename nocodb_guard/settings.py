@@ -2,13 +2,14 @@
 
 Sources, highest priority first:
 
-1. environment variables prefixed ``NOCODB_GUARD_`` (nested values as JSON, e.g.
+1. command-line flags (``--workers``, ``--log-level``, ``--log-format``);
+2. environment variables prefixed ``NOCODB_GUARD_`` (nested values as JSON, e.g.
    ``NOCODB_GUARD_POLITICIANS='{"Jane Doe": {"tolerance": 0.5}}'``);
-2. a dotenv file given with ``--env-file`` (``scripts/nocodb-dev`` writes one);
-3. secret files: ``nocodb_token`` in ``$CREDENTIALS_DIRECTORY`` (systemd ``LoadCredential=``),
+3. a dotenv file given with ``--env-file`` (``scripts/nocodb-dev`` writes one);
+4. secret files: ``nocodb_token`` in ``$CREDENTIALS_DIRECTORY`` (systemd ``LoadCredential=``),
    in ``/run/secrets`` (containers), or in ``--secrets-dir``;
-4. a TOML file given with ``--config`` (see ``config/nocodb-guard.example.toml``);
-5. the defaults documented on each field below.
+5. a TOML file given with ``--config`` (see ``config/nocodb-guard.example.toml``);
+6. the defaults documented on each field below.
 """
 
 from __future__ import annotations
@@ -240,7 +241,8 @@ def load_settings(
 ) -> Settings:
     """Build the settings once; any problem becomes one :class:`ConfigError` naming the setting.
 
-    ``overrides`` (used by tests and CLI flags) rank with the TOML file, below the environment.
+    ``overrides`` (command-line flags such as ``--workers``, and tests) beat every other
+    source: what an operator types last is what runs.
     """
     for label, path in (("--config", config_file), ("--env-file", env_file)):
         if path is not None and not path.is_file():
@@ -252,12 +254,29 @@ def load_settings(
         token = read_token_file(secret_dirs(secrets_dir))
         if token:
             values["nocodb_token"] = token
-        values.update(overrides)
-        return Settings(_env_file=env_file, **values)  # type: ignore[call-arg]
+        settings = Settings(_env_file=env_file, **values)  # type: ignore[call-arg]
+        if not overrides:
+            return settings
+        return _Merged(**{**settings.model_dump(), **overrides})
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc)) from None
     except (OSError, ValueError) as exc:  # unreadable or malformed TOML / dotenv
         raise ConfigError(f"cannot read settings: {exc}") from None
+
+
+class _Merged(Settings):
+    """Settings validated from values already merged: no source is read again."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
 
 
 def format_validation_error(exc: ValidationError) -> str:

@@ -205,3 +205,28 @@ def test_a_missing_env_file_makes_the_cli_exit_2(
 
     assert code == 2
     assert "--env-file: no such file" in capsys.readouterr().err
+
+
+def test_command_line_flags_beat_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NOCODB_GUARD_WORKERS", "1")
+    monkeypatch.setenv("NOCODB_GUARD_LOG_LEVEL", "info")
+    monkeypatch.setenv("NOCODB_GUARD_TOLERANCE", "0.5")
+
+    loaded = load_settings(workers=3, log_level="debug")
+
+    assert (loaded.workers, loaded.log_level) == (3, "debug")
+    assert loaded.tolerance == 0.5
+
+
+def test_a_bad_command_line_value_is_a_config_error_naming_it() -> None:
+    with pytest.raises(ConfigError, match=r"workers \(NOCODB_GUARD_WORKERS\)"):
+        load_settings(workers=-1)
+
+
+def test_the_workers_flag_reaches_the_settings_the_cli_builds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("NOCODB_GUARD_WORKERS", "1")
+    args = cli.build_parser().parse_args(["sweep", "--workers", "0"])
+
+    assert cli._settings(args).workers == 0
