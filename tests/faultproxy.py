@@ -1,0 +1,242 @@
+"""A small fault-injecting HTTP proxy for the reliability tests (loopback only).
+
+It sits between nocodb-guard and the real NocoDB: point ``NOCODB_GUARD_NOCODB_URL`` at
+:attr:`FaultProxy.url`. Every request is forwarded unchanged unless a :class:`Fault` rule
+matches it; then the proxy answers a status of its choosing (500, 503, 429 with
+``Retry-After``...), waits before forwarding (a slow NocoDB), drops the connection before
+answering or half-way through the body, or runs a callback first (an admin acting at the
+worst moment). Attachments are fetched from the NocoDB origin, so they pass through too.
+
+Every request is logged (:attr:`FaultProxy.log`) with its arrival time and what was done,
+so tests can check how often and how fast the client retried.
+"""
+
+from __future__ import annotations
+
+import http.client
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Literal
+from urllib.parse import urlsplit
+
+Action = Literal["status", "delay", "drop", "drop_mid_body", "callback"]
+HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
+     "trailers", "transfer-encoding", "upgrade", "content-length"}
+)
+UPSTREAM_TIMEOUT_S = 60.0
+
+
+@dataclass
+class Fault:
+    """What to do with requests whose method and path (with query) match.
+
+    ``path`` is a regular expression searched in the request path; ``times`` is how many
+    matching requests it applies to (None: all of them). ``delay`` applies before any
+    action (with ``action="delay"`` the request is then forwarded).
+    """
+
+    action: Action
+    path: str = ""
+    method: str | None = None
+    status: int = 503
+    retry_after: str | None = None
+    delay: float = 0.0
+    times: int | None = None
+    callback: Callable[[], None] | None = None
+    hits: int = 0
+
+    def matches(self, method: str, path: str) -> bool:
+        if self.times is not None and self.hits >= self.times:
+            return False
+        if self.method is not None and self.method != method:
+            return False
+        return re.search(self.path, path) is not None
+
+
+@dataclass(frozen=True)
+class Logged:
+    """One request the proxy saw: when, what, and what it did (``forwarded`` or an action)."""
+
+    at: float
+    method: str
+    path: str
+    outcome: str
+
+
+@dataclass
+class FaultProxy:
+    """A threaded proxy on 127.0.0.1 forwarding to ``upstream`` (an http:// base URL)."""
+
+    upstream: str
+    faults: list[Fault] = field(default_factory=list)
+    log: list[Logged] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _server: ThreadingHTTPServer | None = None
+    _thread: threading.Thread | None = None
+
+    # --- control ---------------------------------------------------------------------------
+    def add(self, fault: Fault) -> Fault:
+        with self._lock:
+            self.faults.append(fault)
+        return fault
+
+    def clear(self) -> None:
+        """Forward everything from now on (the log is kept)."""
+        with self._lock:
+            self.faults.clear()
+
+    def requests(self, path: str = "", method: str | None = None) -> list[Logged]:
+        """Logged requests whose path matches the regular expression (and the method)."""
+        with self._lock:
+            return [
+                entry
+                for entry in self.log
+                if re.search(path, entry.path) and (method is None or entry.method == method)
+            ]
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "proxy not started"
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def start(self) -> FaultProxy:
+        proxy = self
+
+        class Handler(_Handler):
+            owner = proxy
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="faultproxy", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    # --- used by the handler ------------------------------------------------------------------
+    def _choose(self, method: str, path: str) -> Fault | None:
+        with self._lock:
+            for fault in self.faults:
+                if fault.matches(method, path):
+                    fault.hits += 1
+                    return fault
+        return None
+
+    def _record(self, method: str, path: str, outcome: str, at: float) -> None:
+        with self._lock:
+            self.log.append(Logged(at, method, path, outcome))
+
+
+@contextmanager
+def running_proxy(upstream: str) -> Iterator[FaultProxy]:
+    """A started proxy, always stopped afterwards."""
+    proxy = FaultProxy(upstream).start()
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    owner: FaultProxy
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:
+        return  # quiet: the owner keeps its own log
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    def do_POST(self) -> None:
+        self._handle()
+
+    def do_PATCH(self) -> None:
+        self._handle()
+
+    def do_DELETE(self) -> None:
+        self._handle()
+
+    def do_PUT(self) -> None:
+        self._handle()
+
+    def _handle(self) -> None:
+        at = time.monotonic()
+        body = self._read_body()
+        fault = self.owner._choose(self.command, self.path)
+        if fault is not None and fault.delay:
+            time.sleep(fault.delay)
+        if fault is not None and fault.callback is not None:
+            fault.callback()
+        action = "forwarded" if fault is None else fault.action
+        self.owner._record(self.command, self.path, action, at)
+        if fault is not None and fault.action == "status":
+            self._answer(fault.status, fault.retry_after)
+        elif fault is not None and fault.action == "drop":
+            self._drop()
+        else:
+            self._forward(body, cut_body=fault is not None and fault.action == "drop_mid_body")
+
+    def _read_body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _answer(self, status: int, retry_after: str | None) -> None:
+        payload = b'{"error":"INJECTED_FAULT","message":"injected by the fault proxy"}'
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        if retry_after is not None:
+            self.send_header("Retry-After", retry_after)
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def _drop(self) -> None:
+        """Close without a byte of answer (a crashed upstream or a reset)."""
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            return
+
+    def _forward(self, body: bytes, *, cut_body: bool) -> None:
+        target = urlsplit(self.owner.upstream)
+        connection = http.client.HTTPConnection(
+            target.hostname or "127.0.0.1", target.port, timeout=UPSTREAM_TIMEOUT_S
+        )
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
+        headers["Host"] = target.netloc
+        try:
+            connection.request(self.command, self.path, body=body or None, headers=headers)
+            response = connection.getresponse()
+            payload = response.read()
+        except OSError:
+            self._drop()  # upstream down: the client sees what it would see without us
+            return
+        finally:
+            connection.close()
+        self.send_response(response.status)
+        for key, value in response.getheaders():
+            if key.lower() not in HOP_BY_HOP:
+                self.send_header(key, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        if cut_body:
+            self.wfile.write(payload[: len(payload) // 2])
+            self.wfile.flush()
+            self._drop()
+            return
+        self.wfile.write(payload)
