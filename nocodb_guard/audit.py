@@ -264,8 +264,11 @@ def format_record(record: dict[str, Any]) -> str:
 
 
 def _format_picture(picture: dict[str, Any]) -> str:
+    """``picture N`` counts from 1, as the explanations do (the record's ``index`` is 0-based)."""
+    index = picture.get("index")
+    label = f"picture {index + 1}" if isinstance(index, int) else "picture ?"
     if picture.get("problem"):
-        return f"#{picture.get('index')}: {picture['problem']}"
+        return f"{label}: {picture['problem']}"
     distance = picture.get("best_distance")
-    shown = "-" if distance is None else f"{distance:.2f}"
-    return f"#{picture.get('index')}: {picture.get('faces')} face(s), distance {shown}"
+    shown = "" if distance is None else f", distance {distance:.2f}"
+    return f"{label}: {picture.get('faces')} face(s){shown}"

@@ -268,9 +268,17 @@ def test_history_of_a_deleted_row_says_why(scenario: Scenario) -> None:
     assert "(dry run: nothing changed)" in dry_line
     assert f"row {row_id}  rejected/no_match -> deleted  politician={GRACE}" in real_line
     assert re.search(r"distance 0\.\d\d to Grace Hopper \(demo\) \(tolerance 0\.60\)", real_line)
-    assert re.search(r"\[#0: 1 face\(s\), distance 0\.\d\d\]", real_line)
+    assert re.search(r"\[picture 1: 1 face\(s\), distance 0\.\d\d\]", real_line)
     assert re.search(r"settings=[0-9a-f]{12}$", real_line)
     assert "dry run" not in real_line
+
+
+def test_history_of_a_multi_picture_row_names_the_picture_that_failed(scenario: Scenario) -> None:
+    result = scenario.cli("history", "--row", str(scenario.rows["second_picture_wrong"]))
+    line = result.stdout.splitlines()[-1]
+    assert re.search(r": picture 2: 1 face, distance (0\.\d\d) .*"
+                     r"\[picture 1: 1 face\(s\), distance 0\.\d\d; "
+                     r"picture 2: 1 face\(s\), distance \1\]", line), line
 
 
 def test_history_json_since_an_hour_filtered_by_verdict(scenario: Scenario) -> None:

@@ -214,7 +214,7 @@ def test_history_of_a_row_says_why_it_was_deleted(
     assert "row 123" in line
     assert "rejected/no_match -> deleted" in line
     assert "distance 0.83 to Grace Hopper (tolerance 0.55): not Grace Hopper" in line
-    assert "#0: 1 face(s), distance 0.83" in line
+    assert "[picture 1: 1 face(s), distance 0.83]" in line
     assert f"settings={VERSION}" in line
     assert "dry run" not in line
 
