@@ -139,8 +139,17 @@ def test_noisy_libraries_are_kept_at_warning() -> None:
     configure_logging("debug", stream=stream)
     logging.getLogger("apscheduler.executors.default").info("Running job ...")
     logging.getLogger("urllib3.connectionpool").debug("Starting new HTTP connection")
-    logging.getLogger("apscheduler.scheduler").warning("job missed")
+    logging.getLogger("apscheduler.jobstores.default").warning("job missed")
     assert [line["event"] for line in lines(stream)] == ["job missed"]
+
+
+def test_the_schedulers_expected_skip_warnings_are_quiet_but_errors_show() -> None:
+    stream = io.StringIO()
+    configure_logging("debug", stream=stream)
+    scheduler = logging.getLogger("apscheduler.scheduler")
+    scheduler.warning("skipped: maximum number of running instances reached (1)")
+    logging.getLogger("apscheduler.executors.default").error("Job raised an exception")
+    assert [line["event"] for line in lines(stream)] == ["Job raised an exception"]
 
 
 def test_configuring_twice_replaces_the_first_setup() -> None:
