@@ -285,12 +285,12 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
         targets=() if args.self_mode else evaluate.configured_targets(settings),
         tolerance=settings.tolerance,
     )
-    if args.plot:
-        evaluate.plot_png(report, args.plot)
     if args.json:
         _print_json(evaluate.to_json(report))
     else:
         print(evaluate.render_text(report))
+    if args.plot:  # after the report: a missing matplotlib must not cost the measurements
+        evaluate.plot_png(report, args.plot)
     return EXIT_DEFERRED if report.false_approvals or report.false_rejections else EXIT_OK
 
 
@@ -300,9 +300,12 @@ def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
     try:
         since = parse_since(args.since) if args.since else None
     except ValueError as exc:
-        raise ConfigError(f"--since: {exc}") from None
-    audit = AuditLog(settings.state_dir, settings.audit_retention_days)
-    records = list(audit.query(row_id=args.row, since=since, verdict=args.verdict))
+        raise ConfigError(str(exc)) from None  # the message names --since already
+    try:
+        audit = AuditLog(settings.state_dir, settings.audit_retention_days)
+        records = list(audit.query(row_id=args.row, since=since, verdict=args.verdict))
+    except OSError as exc:  # e.g. the daemon's private state dir, read as another user
+        raise ConfigError(f"cannot read the audit trail in {settings.state_dir}: {exc}") from None
     if args.json:
         _print_json(records)
     else:

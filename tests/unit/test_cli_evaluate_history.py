@@ -275,6 +275,17 @@ def test_history_with_an_unreadable_since_is_a_usage_error(
     assert "expected an ISO date/time" in capsys.readouterr().err
 
 
+def test_history_on_an_unusable_state_dir_is_a_settings_error(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    not_a_folder = isolated / "state-file"
+    not_a_folder.write_text("")
+    monkeypatch.setenv("NOCODB_GUARD_STATE_DIR", str(not_a_folder))
+    code, _ = run_main("history", "--row", "1")
+    assert code == 2
+    assert "cannot read the audit trail" in capsys.readouterr().err
+
+
 def test_history_prunes_day_files_past_the_retention_period(
     audit_trail: AuditLog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
