@@ -47,6 +47,8 @@ class Fault:
     method: str | None = None
     status: int = 503
     retry_after: str | None = None
+    location: str | None = None
+    """``Location`` header of a status answer (a redirect)."""
     delay: float = 0.0
     times: int | None = None
     callback: Callable[[], None] | None = None
@@ -141,6 +143,47 @@ class FaultProxy:
             self.log.append(Logged(at, method, path, outcome))
 
 
+class Listener:
+    """A TCP listener on 127.0.0.1 that only counts connections (to prove nothing connected)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.sock.settimeout(0.2)
+        self.port = int(self.sock.getsockname()[1])
+        self.connections = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, name="listener", daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.connections += 1
+            conn.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.sock.close()
+
+
+@contextmanager
+def listening() -> Iterator[Listener]:
+    """A started :class:`Listener`, always closed afterwards."""
+    listener = Listener()
+    try:
+        yield listener
+    finally:
+        listener.close()
+
+
 @contextmanager
 def running_proxy(upstream: str) -> Iterator[FaultProxy]:
     """A started proxy, always stopped afterwards."""
@@ -184,7 +227,7 @@ class _Handler(BaseHTTPRequestHandler):
         action = "forwarded" if fault is None else fault.action
         self.owner._record(self.command, self.path, action, at)
         if fault is not None and fault.action == "status":
-            self._answer(fault.status, fault.retry_after)
+            self._answer(fault.status, fault.retry_after, fault.location)
         elif fault is not None and fault.action == "drop":
             self._drop()
         else:
@@ -194,13 +237,15 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
-    def _answer(self, status: int, retry_after: str | None) -> None:
+    def _answer(self, status: int, retry_after: str | None, location: str | None) -> None:
         payload = b'{"error":"INJECTED_FAULT","message":"injected by the fault proxy"}'
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
         if retry_after is not None:
             self.send_header("Retry-After", retry_after)
+        if location is not None:
+            self.send_header("Location", location)
         self.end_headers()
         self.wfile.write(payload)
 

@@ -15,14 +15,16 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import requests
+from PIL import Image
 
 from nocodb_guard import samples
 from nocodb_guard.nocodb import NocoDBClient
 from nocodb_guard.settings import load_settings
 from tests import nocodb_admin
-from tests.faultproxy import Fault, FaultProxy, running_proxy
+from tests.faultproxy import Fault, FaultProxy, Listener, listening, running_proxy
 from tests.integration.conftest import DevServer
 from tests.integration.guard_process import (
     CAT,
@@ -67,6 +69,12 @@ def references(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Shared by the module's guards so that reference encodings are computed once."""
     return tmp_path_factory.mktemp("state")
+
+
+@pytest.fixture
+def listener() -> Iterator[Listener]:
+    with listening() as running:
+        yield running
 
 
 @pytest.fixture
@@ -155,8 +163,10 @@ def test_approving_or_deleting_a_row_twice_is_harmless(clean_table: DevServer) -
 
 
 def test_downloads_failing_with_500_drops_cut_bodies_or_slowness_defer_rows_then_next_pass_decides(
-    clean_table: DevServer, proxy: FaultProxy, references: Path, state_dir: Path
+    clean_table: DevServer, proxy: FaultProxy, listener: Listener, references: Path,
+    state_dir: Path,
 ) -> None:
+    """Also: a redirect is refused (and not followed), a body over the byte cap is too_large."""
     server = clean_table
     faulty = {
         submit(server, WRONG_PERSON, name="f500.png"): "500",
@@ -165,11 +175,16 @@ def test_downloads_failing_with_500_drops_cut_bodies_or_slowness_defer_rows_then
         submit(server, WRONG_PERSON, name="fslow.png"): "slow",
     }
     healthy = submit(server, MATCH)
+    oversized = int(server.submit(GRACE, [("huge.png", noise_png(), "image/png")])["Id"])
+    redirected = submit(server, TEXT, name="fredirect.jpg")
+    proxy.add(Fault("status", path="/dltemp/.*fredirect", status=302,
+                    location=f"http://127.0.0.1:{listener.port}/x.jpg"))
     proxy.add(Fault("status", path="/dltemp/.*f500", status=500))
     proxy.add(Fault("drop", path="/dltemp/.*fdrop"))
     proxy.add(Fault("drop_mid_body", path="/dltemp/.*fcut"))
     proxy.add(Fault("delay", path="/dltemp/.*fslow", delay=4.0))
-    env = guard_env(server, state_dir, references, nocodb_url=proxy.url, read_timeout="2")
+    env = guard_env(server, state_dir, references, nocodb_url=proxy.url, read_timeout="2",
+                    max_download_bytes=str(1_000_000))
 
     started = time.monotonic()
     code, report = sweep_json(server, env)
@@ -182,13 +197,23 @@ def test_downloads_failing_with_500_drops_cut_bodies_or_slowness_defer_rows_then
         assert outcomes[row_id]["reason"] == "transient_error"
         assert row_state(server, row_id) == "pending"
     assert row_state(server, healthy) == "approved"
+    assert (outcomes[oversized]["reason"], row_state(server, oversized)) == ("too_large", "deleted")
+    assert (outcomes[redirected]["reason"], row_state(server, redirected)) == (
+        "url_not_allowed", "pending")
+    assert listener.connections == 0, "a redirect was followed"
     assert first_pass_seconds < 90
 
     proxy.clear()
     code, report = sweep_json(server, env)
 
     assert code == 0, report["summary"]
-    assert all(row_state(server, row_id) == "deleted" for row_id in faulty)
+    assert all(row_state(server, row_id) == "deleted" for row_id in [*faulty, redirected])
+
+
+def noise_png() -> bytes:
+    """About 3 MB that no compressor can shrink: over a 1 MB download cap."""
+    pixels = np.random.default_rng(1).integers(0, 256, (1000, 1000, 3), dtype=np.uint8)
+    return samples.encode(Image.fromarray(pixels), "PNG")
 
 
 def test_a_429_with_retry_after_is_waited_out_and_the_pass_completes(

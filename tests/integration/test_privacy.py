@@ -1,0 +1,140 @@
+"""Nothing about an uploader reaches the disk, and the API token reaches no output.
+
+- The daemon runs with its state directory and ``TMPDIR`` pointed at watched folders; after
+  it moderated real uploads, those folders hold only reference caches, the heartbeat, the
+  audit trail and the lock, and no file anywhere in them holds a slice of an upload.
+- Everything every guard process printed during this test session (daemon logs at debug
+  level, ``--json`` outputs, error messages after injected faults, the metrics page) is
+  searched for the token.
+
+This module runs after test_faults.py and test_hostile_uploads.py (alphabetical order), so
+its token check also covers every guard process those tests ran.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.faultproxy import Fault, running_proxy
+from tests.integration.conftest import DevServer, free_port
+from tests.integration.guard_process import (
+    CAT,
+    MATCH,
+    OUTPUTS,
+    TEXT,
+    WRONG_PERSON,
+    guard_daemon,
+    guard_env,
+    install_references,
+    run_cli,
+    submit,
+)
+
+#: Files the daemon may leave behind, relative to its state directory.
+ALLOWED_STATE_FILES = (
+    re.compile(r"^reference-cache/[0-9a-f]{64}-[\w.-]+\.npy$"),
+    re.compile(r"^heartbeat\.json$"),
+    re.compile(r"^audit/audit-\d{4}-\d{2}-\d{2}\.jsonl$"),
+    re.compile(r"^sweep\.lock$"),
+)
+SLICE = 64
+
+
+def all_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file())
+
+
+def slices(data: bytes) -> list[bytes]:
+    """A few distinctive pieces of an upload: any of them on disk would be a leak."""
+    points = (len(data) // 4, len(data) // 2, max(0, len(data) - 2 * SLICE))
+    return [data[p : p + SLICE] for p in points if len(data[p : p + SLICE]) == SLICE]
+
+
+@pytest.mark.slow
+def test_no_uploaded_picture_or_face_encoding_is_ever_written_to_disk(
+    clean_table: DevServer, tmp_path: Path
+) -> None:
+    uploads = {upload.name: upload.make() for upload in (MATCH, WRONG_PERSON, CAT, TEXT)}
+    ids = [
+        int(clean_table.submit(upload.politician, [(upload.name, uploads[upload.name],
+                                                    "image/jpeg")])["Id"])
+        for upload in (MATCH, WRONG_PERSON, CAT, TEXT)
+    ]
+    state, temp = tmp_path / "state", tmp_path / "tmp"
+    temp.mkdir()
+    refs = install_references(tmp_path / "refs")
+    env = guard_env(clean_table, state, refs, workers="1")
+    env["TMPDIR"] = str(temp)
+
+    with guard_daemon(clean_table, env, tmp_path / "daemon.log") as daemon:
+        daemon.wait_decided(ids, timeout=180)
+        daemon.wait_until((state / "heartbeat.json").exists, 30, "a heartbeat")
+        assert daemon.stop() == 0
+
+    unexpected = [
+        str(path.relative_to(state))
+        for path in all_files(state)
+        if not any(rule.match(str(path.relative_to(state))) for rule in ALLOWED_STATE_FILES)
+    ]
+    assert not unexpected, f"unexpected files in the state dir: {unexpected}"
+    assert all_files(temp) == [], "the daemon wrote temporary files"
+    assert (state / "heartbeat.json").is_file()
+    assert list((state / "audit").glob("audit-*.jsonl")), "no audit trail was written"
+    caches = list((state / "reference-cache").glob("*.npy"))
+    assert len(caches) == 2, "only the two reference photos may have cached encodings"
+    for path in all_files(state) + all_files(temp):
+        content = path.read_bytes()
+        for name, data in uploads.items():
+            assert not any(piece in content for piece in slices(data)), f"{name} in {path}"
+    for line in (state / "audit").glob("*.jsonl"):
+        for record in map(json.loads, line.read_text().splitlines()):
+            assert not _has_vector(record), f"a vector in an audit record: {record}"
+
+
+def _has_vector(value: object) -> bool:
+    """True for any list of 100+ numbers (a face encoding has 128) nested in ``value``."""
+    if isinstance(value, dict):
+        return any(_has_vector(v) for v in value.values())
+    if isinstance(value, list):
+        if len(value) >= 100 and all(isinstance(v, int | float) for v in value):
+            return True
+        return any(_has_vector(v) for v in value)
+    return False
+
+
+def test_the_token_never_appears_in_logs_json_output_errors_or_metrics(
+    clean_table: DevServer, tmp_path: Path
+) -> None:
+    token = clean_table.token
+    state, refs = tmp_path / "state", install_references(tmp_path / "refs")
+    env = guard_env(clean_table, state, refs, log_level="debug")
+    for upload in (MATCH, TEXT):
+        submit(clean_table, upload)
+    texts: list[tuple[str, str]] = []
+    for args in (("check", "--json"), ("references", "--json"), ("sweep", "--json"),
+                 ("history", "--json"), ("health",)):
+        result = run_cli(clean_table, env, *args)
+        texts.append((" ".join(args), result.stdout + result.stderr))
+    with running_proxy(clean_table.url) as proxy:
+        proxy.add(Fault("status", path="^/api/", status=500))
+        submit(clean_table, TEXT)
+        failing = run_cli(clean_table, {**env, "NOCODB_GUARD_NOCODB_URL": proxy.url,
+                                        "NOCODB_GUARD_RETRY_SECONDS": "1"}, "sweep", "--json")
+    assert failing.returncode == 3
+    port = free_port()
+    with guard_daemon(clean_table, {**env, "NOCODB_GUARD_METRICS_PORT": str(port)},
+                      tmp_path / "daemon.log") as daemon:
+        daemon.wait_until(lambda: bool(daemon.events("sweep_done")), 120, "a sweep")
+        metrics = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    texts.append(("metrics", metrics))
+
+    everything = [*OUTPUTS, *texts]
+    leaks = [label for label, text in everything if token in text]
+    assert not leaks, f"the token appeared in: {leaks}"
+    assert len(everything) >= 8
+    assert any("nocodb.request" in text for _, text in everything), "debug logs were not on"
