@@ -252,7 +252,9 @@ class GuardDaemon:
         self._keep_output()
 
     def _keep_output(self) -> None:
-        OUTPUTS.append((f"nocodb-guard run ({self.log_path.name})", self.output()))
+        label = f"nocodb-guard run ({self.log_path})"
+        OUTPUTS[:] = [entry for entry in OUTPUTS if entry[0] != label]
+        OUTPUTS.append((label, self.output()))
 
 
 @contextmanager
@@ -264,6 +266,8 @@ def guard_daemon(server: DevServer, env: dict[str, str], log_path: Path) -> Iter
     finally:
         if daemon.alive():
             daemon.stop()
+        else:
+            daemon._keep_output()
 
 
 def process_tree(pid: int) -> list[int]:

@@ -288,6 +288,7 @@ def test_rows_changed_under_the_daemon_are_handled_with_a_clear_event_and_no_cra
     server = clean_table
     edited = submit(server, CAT, name="edited.png")
     vanished = submit(server, WRONG_PERSON, name="vanished.png")
+    vanished_match = submit(server, MATCH, name="vanishing.jpg")
     expired = submit(server, TEXT, name="expired.jpg")
     missing = submit(server, MATCH, name="missing.jpg")
 
@@ -297,7 +298,9 @@ def test_rows_changed_under_the_daemon_are_handled_with_a_clear_event_and_no_cra
         )
 
     def admin_deletes() -> None:
-        nocodb_admin.delete_rows(server.url, server.token, server.table_id, [vanished])
+        nocodb_admin.delete_rows(
+            server.url, server.token, server.table_id, [vanished, vanished_match]
+        )
 
     proxy.add(Fault("callback", path="/dltemp/.*edited", callback=admin_edits, times=1))
     proxy.add(Fault("callback", path="/dltemp/.*vanished", callback=admin_deletes, times=1))
@@ -311,6 +314,8 @@ def test_rows_changed_under_the_daemon_are_handled_with_a_clear_event_and_no_cra
     assert outcomes[edited]["action"] == "changed_meanwhile"
     assert row_state(server, edited) == "pending"  # judged again on the next pass
     assert outcomes[vanished]["action"] in ("gone", "already_gone")
+    assert outcomes[vanished_match]["action"] == "gone"  # approving a deleted row
+    assert row_state(server, vanished_match) == "deleted"
     assert outcomes[expired]["action"] == "deleted"  # a fresh link was fetched
     assert len(proxy.requests("/dltemp/.*expired")) == 2
     assert outcomes[missing]["verdict"] == "deferred"

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -126,6 +128,20 @@ def test_the_token_never_appears_in_logs_json_output_errors_or_metrics(
         failing = run_cli(clean_table, {**env, "NOCODB_GUARD_NOCODB_URL": proxy.url,
                                         "NOCODB_GUARD_RETRY_SECONDS": "1"}, "sweep", "--json")
     assert failing.returncode == 3
+    secrets = tmp_path / "secrets"
+    secrets.mkdir(mode=0o700)
+    (secrets / "nocodb_token").write_text(token + "\n")
+    env_without_token = tmp_path / "guard.env"
+    env_without_token.write_text("".join(
+        line for line in clean_table.env_file.read_text().splitlines(keepends=True)
+        if not line.startswith("NOCODB_GUARD_NOCODB_TOKEN=")))
+    from_secret_file = subprocess.run(
+        [sys.executable, "-m", "nocodb_guard", "--env-file", str(env_without_token),
+         "--secrets-dir", str(secrets), "check", "--json"],
+        env=env, capture_output=True, text=True, timeout=120, check=False)
+    texts.append(("check with --secrets-dir", from_secret_file.stdout + from_secret_file.stderr))
+    checks = {entry["name"]: entry["ok"] for entry in json.loads(from_secret_file.stdout)}
+    assert checks["nocodb"], "the token from the secret file was not used"
     port = free_port()
     with guard_daemon(clean_table, {**env, "NOCODB_GUARD_METRICS_PORT": str(port)},
                       tmp_path / "daemon.log") as daemon:
