@@ -95,13 +95,14 @@ class FaultProxy:
             self.faults.clear()
 
     def requests(self, path: str = "", method: str | None = None) -> list[Logged]:
-        """Logged requests whose path matches the regular expression (and the method)."""
+        """Logged requests whose path matches (and the method), in order of arrival."""
         with self._lock:
-            return [
+            found = [
                 entry
                 for entry in self.log
                 if re.search(path, entry.path) and (method is None or entry.method == method)
             ]
+        return sorted(found, key=lambda entry: entry.at)
 
     @property
     def url(self) -> str:
@@ -226,6 +227,12 @@ class _Handler(BaseHTTPRequestHandler):
             fault.callback()
         action = "forwarded" if fault is None else fault.action
         self.owner._record(self.command, self.path, action, at)
+        try:
+            self._respond(fault, body)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client gave up first (its read timeout)
+
+    def _respond(self, fault: Fault | None, body: bytes) -> None:
         if fault is not None and fault.action == "status":
             self._answer(fault.status, fault.retry_after, fault.location)
         elif fault is not None and fault.action == "drop":

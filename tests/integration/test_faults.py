@@ -53,7 +53,7 @@ FAULT_KINDS = (
     "daemon SIGKILLed mid-sweep and restarted",
     "download answering 500", "download connection dropped", "download body cut",
     "download slower than the read timeout", "download redirected to 127.0.0.1",
-    "download over the byte cap", "API 429 with Retry-After", "API 503 beyond budget",
+    "download over the byte cap", "API slower than the read timeout", "API 429 with Retry-After", "API 503 beyond budget",
     "DELETE answering 500", "row edited between listing and acting",
     "row deleted between listing and acting", "signed link expired", "attachment file gone",
     "reference folder missing", "two-face reference photo", "select option renamed",
@@ -217,24 +217,25 @@ def noise_png() -> bytes:
     return samples.encode(Image.fromarray(pixels), "PNG")
 
 
-def test_a_429_with_retry_after_is_waited_out_and_the_pass_completes(
+def test_a_slow_answer_and_429s_with_retry_after_are_waited_out_and_the_pass_completes(
     clean_table: DevServer, proxy: FaultProxy, references: Path, state_dir: Path
 ) -> None:
     server = clean_table
     row_id = submit(server, MATCH)
-    proxy.add(
-        Fault("status", path="/api/v2/tables/.*/records\\?", method="GET", status=429,
-              retry_after="2", times=2)
-    )
-    env = guard_env(server, state_dir, references, nocodb_url=proxy.url, retry_seconds="20")
+    listing = "/api/v2/tables/.*/records\\?"
+    proxy.add(Fault("delay", path=listing, method="GET", delay=3.0, times=1))
+    proxy.add(Fault("status", path=listing, method="GET", status=429, retry_after="2", times=2))
+    env = guard_env(server, state_dir, references, nocodb_url=proxy.url, retry_seconds="20",
+                    read_timeout="2")
 
     code, _ = sweep_json(server, env)
 
     assert code == 0
     assert row_state(server, row_id) == "approved"
-    listings = proxy.requests("/api/v2/tables/.*/records\\?", method="GET")
-    assert [entry.outcome for entry in listings[:3]] == ["status", "status", "forwarded"]
-    gaps = [b.at - a.at for a, b in itertools.pairwise(listings[:3])]
+    listings = proxy.requests(listing, method="GET")
+    outcomes = [entry.outcome for entry in listings[:4]]
+    assert outcomes == ["delay", "status", "status", "forwarded"]
+    gaps = [b.at - a.at for a, b in itertools.pairwise(listings[1:4])]
     assert all(gap >= 1.9 for gap in gaps), f"Retry-After: 2 not honoured: {gaps}"
 
 
