@@ -16,6 +16,7 @@ from __future__ import annotations
 import http.client
 import re
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -115,7 +116,7 @@ class FaultProxy:
         class Handler(_Handler):
             owner = proxy
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _QuietServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="faultproxy", daemon=True
@@ -193,6 +194,15 @@ def running_proxy(upstream: str) -> Iterator[FaultProxy]:
         yield proxy
     finally:
         proxy.stop()
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """Clients hanging up (after their read timeout, or on a dropped answer) are expected."""
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)  # type: ignore[arg-type]
 
 
 class _Handler(BaseHTTPRequestHandler):
