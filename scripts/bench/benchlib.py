@@ -9,6 +9,7 @@ one run: the machine is shared, absolute times are not comparable between runs.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -106,6 +107,27 @@ def settings_for(server: DevServer, work: Path, **overrides: Any) -> Settings:
     }
     values.update(overrides)
     return Settings(**values)
+
+
+def warm_reference_cache(settings: Settings) -> None:
+    """Encode the references in a throw-away process, as a daemon's earlier run would have.
+
+    The daemon encodes references in its main process only when the on-disk cache misses
+    (its first start); after that the main process never loads dlib. Benchmarks measure
+    that steady state, so the cache is filled beforehand in another process.
+    """
+    code = (
+        "import sys, json\n"
+        "from nocodb_guard.settings import Settings\n"
+        "from nocodb_guard.references import ReferenceStore\n"
+        "settings = Settings(**json.loads(sys.argv[1]))\n"
+        f"assert ReferenceStore.from_settings(settings).load({POLITICIAN!r}) is not None\n"
+    )
+    keys = ("reference_dir", "state_dir", "max_side", "upsample", "detection_model", "num_jitters")
+    values = settings.model_dump(mode="json", include=set(keys))
+    done = run([sys.executable, "-c", code, json.dumps(values)], cwd=REPO, timeout=300)
+    if done.returncode != 0:
+        raise SystemExit(f"could not encode the references:\n{done.stderr}")
 
 
 def guard_env(server: DevServer, work: Path, **extra: str) -> dict[str, str]:

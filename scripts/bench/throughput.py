@@ -44,6 +44,7 @@ from benchlib import (
     settings_for,
     shared_faces,
     upload_rows,
+    warm_reference_cache,
 )
 
 from nocodb_guard.logs import configure_logging
@@ -87,11 +88,18 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="side-by-side rounds (default 3)")
     parser.add_argument("--quick", action="store_true", help="one copy of each photo, 2 rounds")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--max-side", type=int, help="override the max_side setting")
+    parser.add_argument("--upsample", type=int, help="override the upsample setting")
     args = parser.parse_args()
     repeat, rounds = (1, 2) if args.quick else (args.repeat, args.rounds)
     work = Path(tempfile.mkdtemp(prefix="nocodb-guard-bench-tp-"))
     try:
-        return bench(work, repeat, rounds, args.workers)
+        overrides = {"workers": args.workers}
+        if args.max_side:
+            overrides["max_side"] = args.max_side
+        if args.upsample is not None:
+            overrides["upsample"] = args.upsample
+        return bench(work, repeat, rounds, overrides)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -127,26 +135,29 @@ def copies(work: Path, repeat: int) -> list[Path]:
     return pictures
 
 
-def bench(work: Path, repeat: int, rounds: int, workers: int) -> int:
+def bench(work: Path, repeat: int, rounds: int, overrides: dict[str, int]) -> int:
     pictures = copies(work, repeat)
     print(f"{len(pictures)} pictures ({len(pictures) // repeat} photos x {repeat}), "
           f"{rounds} rounds; {machine_line()}", flush=True)  # fmt: skip
     with (work / "daemon.log").open("w") as log_stream:
         configure_logging("info", fmt="json", stream=log_stream)
         with nocodb_server() as server:
-            measured = measure(server, work, pictures, rounds, workers)
+            measured = measure(server, work, pictures, rounds, overrides)
     return report(measured)
 
 
 def measure(
-    server: DevServer, work: Path, pictures: list[Path], rounds: int, workers: int
+    server: DevServer, work: Path, pictures: list[Path], rounds: int, overrides: dict[str, int]
 ) -> Measured:
     """Per round, side by side: the CLI, the pure pipeline, a sweep over fresh rows."""
     names: dict[int, str] = {}
     for _ in range(rounds):
         ids = upload_rows(server, [file_tuple(p) for p in pictures])
         names.update(zip(ids, [p.name for p in pictures], strict=True))
-    settings = settings_for(server, work, workers=workers)
+    settings = settings_for(server, work, **overrides)
+    print(f"settings: workers {settings.workers}, max_side {settings.max_side}, "
+          f"upsample {settings.upsample}", flush=True)  # fmt: skip
+    warm_reference_cache(settings)
     cold_started = time.perf_counter()
     runtime = build_runtime(settings, audit=False)
     counter = RequestCounter()
@@ -154,7 +165,7 @@ def measure(
     runtime.client = NocoDBClient(settings, observer=counter)
     results: list[Round] = []
     try:
-        references = runtime.references.load("obama")  # builds the on-disk cache once
+        references = runtime.references.load("obama")  # from the on-disk cache
         assert references is not None
         analyzer = runtime.analyzer
         if isinstance(analyzer, PoolAnalyzer):
@@ -168,7 +179,12 @@ def measure(
             result = runtime.sweeper(limit=len(pictures)).run()
             sweep_seconds = time.perf_counter() - started
             ours = {names[o.row_id]: o.decision.verdict.value for o in result.outcomes}
-            disagree = sorted(n for n in cli if ours.get(n) != cli[n])
+            reasons = {names[o.row_id]: o.decision.reason.value for o in result.outcomes}
+            disagree = sorted(
+                f"{n} (round {number}: ours {ours.get(n)} {reasons.get(n)}, CLI {cli[n]})"
+                for n in cli
+                if ours.get(n) != cli[n]
+            )
             results.append(Round(cli_seconds, pure_seconds, sweep_seconds, disagree,
                                  result.summary()))  # fmt: skip
             print(f"round {number}: CLI {cli_seconds:.2f}s, pure {pure_seconds:.2f}s, "
@@ -206,9 +222,10 @@ def report(m: Measured) -> int:
     per_round = ", ".join(f"{100 * (r.sweep_seconds / r.pure_seconds - 1):+.0f}%" for r in m.rounds)
     print(f"daemon overhead, sweep vs pure pipeline: {100 * (sweep / pure - 1):+.1f}% "
           f"(rounds: {per_round}; target <= +15%)")  # fmt: skip
-    s = m.rounds[-1].summary
-    print(f"verdicts per round: {s['approved']} approved, {s['rejected']} rejected, "
-          f"{s['deferred']} deferred; CLI: {m.cli_approved} approved")  # fmt: skip
+    for number, r in enumerate(m.rounds, start=1):
+        s = r.summary
+        print(f"round {number} verdicts: {s['approved']} approved, {s['rejected']} rejected, "
+              f"{s['deferred']} deferred; CLI: {m.cli_approved} approved")  # fmt: skip
     disagree = sorted({n for r in m.rounds for n in r.disagree})
     print(f"verdicts agree with the CLI: {'yes' if not disagree else 'NO: ' + ', '.join(disagree)}")
     rows = m.pictures * len(m.rounds)

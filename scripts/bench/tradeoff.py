@@ -10,9 +10,9 @@ configuration:
 - seconds for all photos, and the ratio to the native-size run when it is in the list;
 - whether every photo's face count equals the manifest's;
 - the largest drift of a single-face photo's distance to Obama from the native-size run;
-- the smallest face found: Obama's face (from ``obama/obama.jpg``) pasted at decreasing
-  widths onto a 1600x1200 grey picture; the smallest width, as a fraction of the picture's
-  longest side, at which exactly that one face is still found.
+- the smallest face found: Obama's head (from ``obama/obama.jpg``) pasted onto a grey
+  1600x1200 picture with its face box 300, 290, ... 20 px wide; the smallest width (and
+  its fraction of the picture's longest side) at which that one face is still counted.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ from nocodb_guard.workers import PoolAnalyzer, make_engine
 
 NATIVE = 100_000
 CANVAS = (1600, 1200)
-FACE_BOX = (290, 250, 640, 600)  # around the face of obama/obama.jpg (910x1137)
 
 
 def config_for(spec: str) -> PipelineConfig:
@@ -52,10 +51,23 @@ def reference(config: PipelineConfig) -> np.ndarray[Any, Any]:
     return engine.encode(decoded.rgb, kept[0])[None, :]
 
 
-def pasted(width: int) -> bytes:
-    """Obama's face scaled to ``width`` px on a grey 1600x1200 picture, as a JPEG."""
-    face = Image.open(FACES / OBAMA_REFERENCE).convert("RGB").crop(FACE_BOX)
-    face = face.resize((width, width), Image.Resampling.LANCZOS)
+def face_crop() -> tuple[Image.Image, int]:
+    """Obama's head from obama/obama.jpg (the face box plus half its size around), box size."""
+    config = PipelineConfig(max_side=NATIVE)
+    photo = Image.open(FACES / OBAMA_REFERENCE).convert("RGB")
+    rgb = np.ascontiguousarray(np.asarray(photo))
+    kept, _ = find_faces(make_engine(config), rgb, config.min_face_px, config.min_face_ratio)
+    box, margin = kept[0], kept[0].size // 2
+    region = (box.left - margin, box.top - margin, box.right + margin, box.bottom + margin)
+    return photo.crop(region), box.size
+
+
+def pasted(crop: Image.Image, box_size: int, width: int) -> bytes:
+    """The head scaled so that its face box is ``width`` px, on a grey 1600x1200 JPEG."""
+    scale = width / box_size
+    face = crop.resize(
+        (round(crop.width * scale), round(crop.height * scale)), Image.Resampling.LANCZOS
+    )
     canvas = Image.new("RGB", CANVAS, (128, 128, 128))
     canvas.paste(face, (CANVAS[0] // 3, CANVAS[1] // 3))
     out = io.BytesIO()
@@ -65,8 +77,9 @@ def pasted(width: int) -> bytes:
 
 def smallest_face(pool: PoolAnalyzer) -> int | None:
     """Smallest pasted width (px on the 1600 px picture) still found as exactly one face."""
-    widths = list(range(400, 39, -20))
-    futures = [pool.submit(pasted(w), f"{w}", None) for w in widths]
+    crop, box_size = face_crop()
+    widths = list(range(300, 19, -10))
+    futures = [pool.submit(pasted(crop, box_size, w), f"{w}", None) for w in widths]
     found = [w for w, f in zip(widths, futures, strict=True) if len(f.result().faces) == 1]
     return min(found) if found else None
 
