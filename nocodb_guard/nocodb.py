@@ -551,6 +551,10 @@ def _raise_not_found(where: str, code: str, message: str, table: str, gone_on_40
         raise RowGone(f"{where}: the row no longer exists")
     if "FIELD" in upper or "COLUMN" in upper:
         raise SchemaError(f"{where}: {message or 'a configured field is missing'}")
+    if not code:
+        # Not NocoDB's own answer: it is still starting (its API routes are mounted after
+        # the socket opens) or a proxy in front answered. Transient: try again later.
+        raise NocoDBUnavailable(f"{where}: not found, without a NocoDB error (starting up?)")
     raise NocoDBRequestError(f"{where}: {message}" if message else where)
 
 

@@ -265,6 +265,17 @@ def test_an_unknown_table_is_reported_as_not_found(httpserver: HTTPServer, clien
         client_for().ping()
 
 
+def test_a_404_that_is_not_nocodbs_own_answer_is_transient(
+    httpserver: HTTPServer, client_for: Any
+) -> None:
+    # NocoDB mounts its API after the socket opens: while it restarts, express answers 404.
+    httpserver.expect_request(RECORDS).respond_with_data(
+        "<pre>Cannot GET /api/v2/tables</pre>", status=404, content_type="text/html"
+    )
+    with pytest.raises(NocoDBUnavailable, match="starting up"):
+        list(client_for().iter_pending())
+
+
 def test_a_bad_request_is_a_clear_error_not_retried(
     httpserver: HTTPServer, client_for: Any
 ) -> None:
