@@ -274,8 +274,7 @@ def cmd_health(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     from nocodb_guard import evaluate  # noqa: PLC0415
-    from nocodb_guard.pipeline import PipelineConfig  # noqa: PLC0415
-    from nocodb_guard.workers import make_engine  # noqa: PLC0415
+    from nocodb_guard.pipeline import PipelineConfig, make_engine  # noqa: PLC0415
 
     config = PipelineConfig.from_settings(settings)
     report = evaluate.evaluate_dir(

@@ -12,12 +12,11 @@ from typing import Any
 
 from nocodb_guard.errors import ConfigError
 from nocodb_guard.models import PictureAnalysis, Reason
-from nocodb_guard.pipeline import PipelineConfig, analyze
+from nocodb_guard.pipeline import PipelineConfig, analyze, make_engine
 from nocodb_guard.policy import RowEvidence, decide
 from nocodb_guard.references import ReferenceSet, ReferenceStore
 from nocodb_guard.report import explain_json
 from nocodb_guard.settings import Settings
-from nocodb_guard.workers import make_engine
 
 REFERENCE_LABEL = "the reference photos"
 

@@ -49,6 +49,15 @@ class PipelineConfig:
         return f"{self.detection_model}-u{self.upsample}-s{self.max_side}-j{self.num_jitters}"
 
 
+def make_engine(config: PipelineConfig) -> FaceEngine:
+    """The real dlib engine for these settings (dlib's models load on construction)."""
+    from nocodb_guard.faces import DlibFaceEngine  # noqa: PLC0415 - keeps dlib out of imports
+
+    return DlibFaceEngine(
+        model=config.detection_model, upsample=config.upsample, num_jitters=config.num_jitters
+    )
+
+
 def analyze(
     data: bytes,
     name: str,

@@ -16,6 +16,7 @@ an uploader's encoding never reaches this module.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import threading
@@ -30,7 +31,7 @@ import structlog
 from nocodb_guard import images
 from nocodb_guard.errors import BadPicture, ReferenceSetError
 from nocodb_guard.faces import FaceEngine, find_faces
-from nocodb_guard.pipeline import PipelineConfig
+from nocodb_guard.pipeline import PipelineConfig, make_engine
 from nocodb_guard.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -125,7 +126,7 @@ class ReferenceStore:
         self._tolerance_for = tolerance_for
         self._config = config
         self._cache_dir = cache_dir
-        self._engine_factory = engine_factory or _default_engine_factory(config)
+        self._engine_factory = engine_factory or functools.partial(make_engine, config)
         self._engine: FaceEngine | None = None
         self._memo: dict[str, tuple[tuple[tuple[str, int, int], ...], ReferenceSet]] = {}
         self._lock = threading.RLock()
@@ -303,17 +304,6 @@ class ReferenceStore:
         except OSError as exc:
             log.warning("reference_cache_unwritable", dir=str(cache_path.parent), error=str(exc))
             tmp.unlink(missing_ok=True)
-
-
-def _default_engine_factory(config: PipelineConfig) -> EngineFactory:
-    def make() -> FaceEngine:
-        from nocodb_guard.faces import DlibFaceEngine  # noqa: PLC0415 - loads dlib models
-
-        return DlibFaceEngine(
-            model=config.detection_model, upsample=config.upsample, num_jitters=config.num_jitters
-        )
-
-    return make
 
 
 def _candidates(folder: Path) -> list[Path]:

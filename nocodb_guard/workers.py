@@ -35,7 +35,7 @@ import structlog
 
 from nocodb_guard.faces import FaceEngine
 from nocodb_guard.models import PictureAnalysis
-from nocodb_guard.pipeline import PipelineConfig, analyze
+from nocodb_guard.pipeline import PipelineConfig, analyze, make_engine
 
 log = structlog.get_logger(__name__)
 
@@ -50,15 +50,6 @@ class Analyzer(Protocol):
     def submit(self, data: bytes, name: str, references: References) -> Future[PictureAnalysis]: ...
 
     def close(self) -> None: ...
-
-
-def make_engine(config: PipelineConfig) -> FaceEngine:
-    """The real dlib engine; imported here so that tests of pure logic never load dlib."""
-    from nocodb_guard.faces import DlibFaceEngine  # noqa: PLC0415 - loads dlib models
-
-    return DlibFaceEngine(
-        model=config.detection_model, upsample=config.upsample, num_jitters=config.num_jitters
-    )
 
 
 class InlineAnalyzer:

@@ -29,8 +29,8 @@ from PIL import Image
 
 from nocodb_guard import images
 from nocodb_guard.faces import find_faces
-from nocodb_guard.pipeline import PipelineConfig
-from nocodb_guard.workers import PoolAnalyzer, make_engine
+from nocodb_guard.pipeline import PipelineConfig, make_engine
+from nocodb_guard.workers import PoolAnalyzer
 
 NATIVE = 100_000
 CANVAS = (1600, 1200)

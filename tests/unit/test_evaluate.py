@@ -273,8 +273,7 @@ def real_encoder() -> Iterator[EncodePhoto]:
     if not SHARED_FACES.is_dir():
         pytest.skip(f"real photos absent: {SHARED_FACES} (see DEVELOPERS.md)")
     from nocodb_guard.evaluate import make_photo_encoder  # noqa: PLC0415
-    from nocodb_guard.pipeline import PipelineConfig  # noqa: PLC0415
-    from nocodb_guard.workers import make_engine  # noqa: PLC0415 - loads dlib
+    from nocodb_guard.pipeline import PipelineConfig, make_engine  # noqa: PLC0415
 
     config = PipelineConfig()
     encode = make_photo_encoder(config, make_engine(config))
