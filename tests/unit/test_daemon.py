@@ -203,7 +203,9 @@ def test_a_webhook_during_a_pass_triggers_another_pass_right_after(tmp_path: Pat
         assert in_first_pass.wait(WAIT_S)
         daemon.trigger()  # the new row may already be behind this pass's listing
         release.set()
-        wait_for(lambda: runtime.count == 2 and flags.idle.is_set())
+        # At least one more pass; the hook's own scheduled run may add a harmless third one
+        # when the first pass ends within the scheduler's 10 ms.
+        wait_for(lambda: runtime.count >= 2 and flags.idle.is_set())
     finally:
         flags.stop.set()
         assert daemon.stop() == 0
@@ -217,7 +219,7 @@ def test_a_webhook_between_passes_starts_a_pass_at_once(tmp_path: Path) -> None:
     try:
         wait_for(lambda: runtime.count == 1 and flags.idle.is_set())
         daemon.trigger()
-        wait_for(lambda: runtime.count == 2)
+        wait_for(lambda: runtime.count >= 2)
     finally:
         flags.stop.set()
         daemon.stop()
