@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from nocodb_guard import samples  # noqa: E402
+from nocodb_guard.audit import AuditLog  # noqa: E402
 from tests import nocodb_admin  # noqa: E402
 
 GRACE = "Grace Hopper (demo)"
@@ -90,15 +91,19 @@ def wait_for_decisions(env: dict[str, str], ids: dict[int, str], timeout: float)
     print(f"  (still pending after {timeout:.0f}s: see the daemon log)")
 
 
-def show_results(env: dict[str, str], ids: dict[int, str]) -> None:
+def show_results(env: dict[str, str], ids: dict[int, str], state_dir: Path) -> None:
+    """The table as NocoDB has it now; for deleted rows, why (from the audit trail)."""
     print("\nWhat happened to each upload:")
+    audit = AuditLog(state_dir)
     for row_id, label in ids.items():
         row = nocodb_admin.get_row(
             env["NOCODB_GUARD_NOCODB_URL"], env["NOCODB_GUARD_NOCODB_TOKEN"],
             env["NOCODB_GUARD_TABLE_ID"], row_id,
         )
         if row is None:
-            outcome = "deleted"
+            records = list(audit.query(row_id=row_id))
+            why = f" ({records[-1]['reason']}: {records[-1]['explanation']})" if records else ""
+            outcome = f"deleted{why}"
         else:
             outcome = f"{row.get('Status') or 'pending'}: {row.get('Reason') or ''}"
         print(f"  row {row_id:<4} {label:<24} -> {outcome}")
@@ -135,7 +140,7 @@ def main() -> int:
         print("uploading through the public form, as a visitor would:")
         ids = submit_samples(env)
         wait_for_decisions(env, ids, timeout=120)
-        show_results(env, ids)
+        show_results(env, ids, data_dir / "guard-state")
         form = f"{env['NOCODB_GUARD_NOCODB_URL']}/dashboard/#/nc/form/{env['NOCODB_DEV_FORM_UUID']}"
         print(f"\nThe form: {form}")
         if args.serve:
