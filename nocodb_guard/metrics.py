@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from prometheus_client.exposition import generate_latest
 
 from nocodb_guard.errors import GuardError
+from nocodb_guard.httpd import stop_serving
 from nocodb_guard.models import Reason, RowOutcome, Verdict
 
 if TYPE_CHECKING:
@@ -233,10 +234,7 @@ class Metrics:
     def stop_server(self) -> None:
         if self._server is None:
             return
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        stop_serving(self._server, self._thread)
         self._server = None
         self._thread = None
 

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 import structlog
 
 from nocodb_guard.errors import ConfigError
+from nocodb_guard.httpd import stop_serving
 
 log = structlog.get_logger(__name__)
 
@@ -213,10 +214,7 @@ class WebhookServer:
         """Stop accepting and close the socket; idempotent."""
         if self._server is None:
             return
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        stop_serving(self._server, self._thread)
         self._server = None
         self._thread = None
 
