@@ -35,15 +35,6 @@ GRACE = "Grace Hopper (demo)"
 EILEEN = "Eileen Collins (demo)"
 
 
-def read_env(path: Path) -> dict[str, str]:
-    values = {}
-    for line in path.read_text().splitlines():
-        if "=" in line and not line.lstrip().startswith("#"):
-            key, _, value = line.partition("=")
-            values[key.strip()] = value.strip().strip("'\"")
-    return values
-
-
 def install_references(target: Path) -> None:
     """Copy the demo identities' reference photos (from installed packages)."""
     for folder, source in (
@@ -115,7 +106,7 @@ def main() -> int:
     parser.add_argument("--serve", action="store_true",
                         help="keep the daemon running afterwards (Ctrl-C to stop)")
     args = parser.parse_args()
-    env = read_env(args.env_file)
+    env = nocodb_admin.read_env_file(args.env_file)
     data_dir = args.env_file.parent
     references = data_dir / "reference_faces"
     install_references(references)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -18,6 +19,16 @@ PAGE_SIZE = 1000  # NocoDB caps `limit` at 1000 silently
 DELETE_BATCH = 100
 
 FileTuple = tuple[str, bytes, str]  # (filename, content, mimetype)
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """The ``KEY=value`` lines of the guard.env that ``scripts/nocodb-dev up`` writes."""
+    values: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, _, value = line.partition("=")
+            values[key.strip()] = value.strip()
+    return values
 
 
 class NocoAdminError(RuntimeError):

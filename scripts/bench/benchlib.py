@@ -78,21 +78,12 @@ def nocodb_server(webhook: tuple[str, str] | None = None) -> Iterator[DevServer]
         result = server.run("up", *args)
         if result.returncode != 0:
             raise SystemExit(f"nocodb-dev up failed:\n{result.stderr}")
-        server.env = _read_env(server.env_file)
+        server.env = nocodb_admin.read_env_file(server.env_file)
         yield server
     finally:
         with contextlib.suppress(Exception):
             server.stop()
         shutil.rmtree(root, ignore_errors=True)
-
-
-def _read_env(path: Path) -> dict[str, str]:
-    values: dict[str, str] = {}
-    for line in path.read_text().splitlines():
-        if line.strip() and not line.lstrip().startswith("#"):
-            key, _, value = line.partition("=")
-            values[key.strip()] = value.strip()
-    return values
 
 
 def settings_for(server: DevServer, work: Path, **overrides: Any) -> Settings:

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from tests import nocodb_admin
+from tests.nocodb_admin import read_env_file
 
 REPO = Path(__file__).resolve().parents[2]
 NOCODB_DEV = REPO / "scripts" / "nocodb-dev"
@@ -42,15 +43,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    values: dict[str, str] = {}
-    for line in path.read_text().splitlines():
-        if line.strip() and not line.lstrip().startswith("#"):
-            key, _, value = line.partition("=")
-            values[key.strip()] = value.strip()
-    return values
 
 
 @dataclass

@@ -18,7 +18,8 @@ import requests
 from PIL import Image
 
 from tests import nocodb_admin
-from tests.integration.conftest import NOCODB_DEV, DevServer, free_port, read_env_file
+from tests.integration.conftest import NOCODB_DEV, DevServer, free_port
+from tests.nocodb_admin import read_env_file
 
 pytestmark = pytest.mark.integration
 
