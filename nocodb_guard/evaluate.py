@@ -269,10 +269,6 @@ class EvaluationReport:
         """Genuine photos rejected, each politician at its configured tolerance."""
         return sum(p.false_rejections for p in self.politicians)
 
-    @property
-    def wrongly_accepted_multi_face(self) -> list[PhotoNote]:
-        return [n for n in self.not_single_face if not n.rejected]
-
 
 # --- evaluation --------------------------------------------------------------------------------
 

@@ -1,8 +1,8 @@
 """Real sample pictures for tests, the demo and benchmarks, and the awkward files derived from them.
 
 The photos come from packages that are installed with the ``dev`` extra (matplotlib ships
-Grace Hopper's portrait, scikit-image the astronaut Eileen Collins, a cat and a coffee
-cup), so they exist on a fresh machine without any download. Those packages are only
+Grace Hopper's portrait, scikit-image the astronaut Eileen Collins and a cat)
+so they exist on a fresh machine without any download. Those packages are only
 located, never imported, and :class:`SampleMissing` says clearly which one is absent.
 
 Every function returns bytes (or the path of a file inside an installed package):
@@ -79,16 +79,6 @@ def astronaut_png() -> bytes:
 def chelsea_png() -> bytes:
     """Chelsea the cat, 451x300 RGB PNG: no human face (scikit-image)."""
     return _package_file("skimage", "data", "chelsea.png").read_bytes()
-
-
-def coffee_png() -> bytes:
-    """A cup of coffee, 600x400 RGB PNG: no face at all (scikit-image)."""
-    return _package_file("skimage", "data", "coffee.png").read_bytes()
-
-
-def camera_png() -> bytes:
-    """The cameraman, 512x512 8-bit grayscale PNG: one small face (scikit-image)."""
-    return _package_file("skimage", "data", "camera.png").read_bytes()
 
 
 # --- re-encodings ---------------------------------------------------------------------------
