@@ -1,7 +1,7 @@
 """Real sample pictures for tests, the demo and benchmarks, and the awkward files derived from them.
 
 The photos come from packages that are installed with the ``dev`` extra (matplotlib ships
-Grace Hopper's portrait, scikit-image the astronaut Eileen Collins and a cat)
+Grace Hopper's portrait, scikit-image the astronaut Eileen Collins and a cat),
 so they exist on a fresh machine without any download. Those packages are only
 located, never imported, and :class:`SampleMissing` says clearly which one is absent.
 
