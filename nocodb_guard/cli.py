@@ -126,21 +126,19 @@ def _run_guarded(args: argparse.Namespace) -> int:
         _configure_logging(settings, sys.stdout if args.command == "run" else sys.stderr)
         return COMMANDS[args.command](args, settings)
     except Stop as exc:
-        _fail(str(exc), exc.exit_code)
-        return exc.exit_code
+        return _fail(str(exc), exc.exit_code)
     except NocoDBUnavailable as exc:
-        _fail(f"NocoDB unavailable: {exc}", EXIT_NOCODB)
-        return EXIT_NOCODB
+        return _fail(f"NocoDB unavailable: {exc}", EXIT_NOCODB)
     except GuardError as exc:
-        _fail(str(exc), EXIT_DEFERRED)
-        return EXIT_DEFERRED
+        return _fail(str(exc), EXIT_DEFERRED)
     except KeyboardInterrupt:
-        _fail("interrupted", EXIT_INTERRUPTED)
-        return EXIT_INTERRUPTED
+        return _fail("interrupted", EXIT_INTERRUPTED)
 
 
-def _fail(message: str, code: int) -> None:
+def _fail(message: str, code: int) -> int:
+    """Say what went wrong on stderr; return the exit code that goes with it."""
     print(f"nocodb-guard: error: {message}", file=sys.stderr)
+    return code
 
 
 def _settings(args: argparse.Namespace) -> Settings:
