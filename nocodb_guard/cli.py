@@ -171,7 +171,7 @@ def _print_json(data: Any) -> None:
 
 # --- commands --------------------------------------------------------------------------------
 def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
-    from nocodb_guard.explain import explain_pictures  # noqa: PLC0415
+    from nocodb_guard.trust.explain import explain_pictures  # noqa: PLC0415
 
     results = explain_pictures(
         settings, args.images, politician=args.politician, reference_photos=args.reference,
@@ -224,10 +224,10 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace, settings: Settings) -> int:
-    from nocodb_guard.locking import sweep_lock  # noqa: PLC0415
     from nocodb_guard.oneshot import run_one_sweep  # noqa: PLC0415
     from nocodb_guard.report import outcome_json, outcome_line, summary_text, table  # noqa: PLC0415
-    from nocodb_guard.signals import Flags  # noqa: PLC0415
+    from nocodb_guard.service.locking import sweep_lock  # noqa: PLC0415
+    from nocodb_guard.service.signals import Flags  # noqa: PLC0415
 
     if args.apply and not args.recheck_approved:
         raise ConfigError("--apply goes with --recheck-approved")
@@ -257,13 +257,13 @@ def cmd_sweep(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    from nocodb_guard.daemon import run_daemon  # noqa: PLC0415
+    from nocodb_guard.service.daemon import run_daemon  # noqa: PLC0415
 
     return run_daemon(settings)
 
 
 def cmd_health(args: argparse.Namespace, settings: Settings) -> int:
-    from nocodb_guard.health import check_health  # noqa: PLC0415
+    from nocodb_guard.service.health import check_health  # noqa: PLC0415
 
     status = check_health(settings.state_dir, args.max_age or settings.heartbeat_max_age)
     print(status.message)
@@ -271,8 +271,8 @@ def cmd_health(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
-    from nocodb_guard import evaluate  # noqa: PLC0415
-    from nocodb_guard.pipeline import PipelineConfig, make_engine  # noqa: PLC0415
+    from nocodb_guard.faces.see import PipelineConfig, make_engine  # noqa: PLC0415
+    from nocodb_guard.trust import evaluate  # noqa: PLC0415
 
     config = PipelineConfig.from_settings(settings)
     report = evaluate.evaluate_dir(
@@ -292,7 +292,7 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
-    from nocodb_guard.audit import AuditLog, format_record, parse_since  # noqa: PLC0415
+    from nocodb_guard.trust.audit import AuditLog, format_record, parse_since  # noqa: PLC0415
 
     try:
         since = parse_since(args.since) if args.since else None

@@ -8,8 +8,8 @@ from nocodb_guard.errors import SchemaError
 from nocodb_guard.models import RowOutcome
 from nocodb_guard.nocodb import check_schema
 from nocodb_guard.runtime import build_runtime
+from nocodb_guard.service.signals import Flags
 from nocodb_guard.settings import Settings
-from nocodb_guard.signals import Flags
 from nocodb_guard.sweep import SweepResult
 
 

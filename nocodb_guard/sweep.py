@@ -31,6 +31,8 @@ from nocodb_guard.errors import (
     Stop,
     UrlNotAllowed,
 )
+from nocodb_guard.faces.references import ReferenceSet
+from nocodb_guard.faces.workers import Analyzer
 from nocodb_guard.models import (
     Attachment,
     Decision,
@@ -41,8 +43,6 @@ from nocodb_guard.models import (
     Verdict,
 )
 from nocodb_guard.policy import RowEvidence, decide
-from nocodb_guard.references import ReferenceSet
-from nocodb_guard.workers import Analyzer
 
 log = structlog.get_logger("nocodb_guard.sweep")
 

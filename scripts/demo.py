@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from nocodb_guard import samples  # noqa: E402
-from nocodb_guard.audit import AuditLog  # noqa: E402
+from nocodb_guard.trust.audit import AuditLog  # noqa: E402
 from tests import nocodb_admin  # noqa: E402
 
 GRACE = "Grace Hopper (demo)"

@@ -40,10 +40,10 @@ from benchlib import (
 from PIL import Image
 
 from nocodb_guard import samples
+from nocodb_guard.faces.workers import PoolAnalyzer
 from nocodb_guard.logs import configure_logging
 from nocodb_guard.nocodb import NocoDBClient
 from nocodb_guard.runtime import Runtime, build_runtime
-from nocodb_guard.workers import PoolAnalyzer
 from tests import nocodb_admin
 from tests.integration.conftest import DevServer
 

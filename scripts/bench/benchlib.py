@@ -110,7 +110,7 @@ def warm_reference_cache(settings: Settings) -> None:
     code = (
         "import sys, json\n"
         "from nocodb_guard.settings import Settings\n"
-        "from nocodb_guard.references import ReferenceStore\n"
+        "from nocodb_guard.faces.references import ReferenceStore\n"
         "settings = Settings(**json.loads(sys.argv[1]))\n"
         f"assert ReferenceStore.from_settings(settings).load({POLITICIAN!r}) is not None\n"
     )

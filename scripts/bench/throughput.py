@@ -47,10 +47,10 @@ from benchlib import (
     warm_reference_cache,
 )
 
+from nocodb_guard.faces.workers import PoolAnalyzer
 from nocodb_guard.logs import configure_logging
 from nocodb_guard.nocodb import NocoDBClient
 from nocodb_guard.runtime import build_runtime
-from nocodb_guard.workers import PoolAnalyzer
 from tests.integration.conftest import DevServer
 
 VENV_BIN = Path(sys.executable).parent

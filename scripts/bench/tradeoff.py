@@ -27,10 +27,10 @@ import numpy as np
 from benchlib import FACES, OBAMA_REFERENCE, machine_line, shared_faces
 from PIL import Image
 
-from nocodb_guard import images
-from nocodb_guard.faces import find_faces
-from nocodb_guard.pipeline import PipelineConfig, make_engine
-from nocodb_guard.workers import PoolAnalyzer
+from nocodb_guard.faces import images
+from nocodb_guard.faces.engine import find_faces
+from nocodb_guard.faces.see import PipelineConfig, make_engine
+from nocodb_guard.faces.workers import PoolAnalyzer
 
 NATIVE = 100_000
 CANVAS = (1600, 1200)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from nocodb_guard import samples
-from nocodb_guard.locking import sweep_lock
+from nocodb_guard.service.locking import sweep_lock
 from tests.integration.conftest import POLITICIANS, DevServer, free_port
 from tests.integration.test_sweep import install_demo_references, run_guard
 

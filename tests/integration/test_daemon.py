@@ -31,7 +31,7 @@ import requests
 from PIL import Image, ImageOps
 
 from nocodb_guard import samples
-from nocodb_guard.health import write_heartbeat
+from nocodb_guard.service.health import write_heartbeat
 from tests.integration.conftest import POLITICIANS, DevServer, free_port
 
 GRACE = "Grace Hopper (demo)"

@@ -250,7 +250,7 @@ def test_a_100_megapixel_jpeg_decodes_within_the_stated_memory_and_time(
     del photo
     script = (
         "import resource, sys, time\n"
-        "from nocodb_guard import images\n"
+        "from nocodb_guard.faces import images\n"
         "data = open(sys.argv[1], 'rb').read()\n"
         "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "started = time.perf_counter()\n"

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from nocodb_guard.audit import AuditLog, format_record, parse_since, settings_version
 from nocodb_guard.models import (
     Decision,
     FaceBox,
@@ -20,6 +19,7 @@ from nocodb_guard.models import (
     Verdict,
 )
 from nocodb_guard.settings import Politician, Settings
+from nocodb_guard.trust.audit import AuditLog, format_record, parse_since, settings_version
 
 NOW = datetime(2024, 5, 31, 12, 0, tzinfo=UTC)
 

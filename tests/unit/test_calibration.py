@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nocodb_guard.calibration import (
+from nocodb_guard.trust.calibration import (
     FindingKind,
     ToleranceRow,
     diagnose_references,

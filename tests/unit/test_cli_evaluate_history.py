@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from nocodb_guard.audit import AuditLog
 from nocodb_guard.cli import main
 from nocodb_guard.models import Decision, FaceBox, PictureAnalysis, Reason, RowOutcome, Verdict
+from nocodb_guard.trust.audit import AuditLog
 
 SHARED_FACES = Path(__file__).resolve().parents[2] / ".." / "shared" / "faces"
 VERSION = "0123456789ab"

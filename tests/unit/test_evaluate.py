@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nocodb_guard.calibration import FindingKind
-from nocodb_guard.evaluate import (
+from nocodb_guard.settings import Politician, Settings
+from nocodb_guard.trust.calibration import FindingKind
+from nocodb_guard.trust.evaluate import (
     EncodePhoto,
     EvaluationReport,
     PhotoEncoding,
@@ -22,7 +23,6 @@ from nocodb_guard.evaluate import (
     render_text,
     to_json,
 )
-from nocodb_guard.settings import Politician, Settings
 
 SHARED_FACES = Path(__file__).resolve().parents[2] / ".." / "shared" / "faces"
 
@@ -272,8 +272,8 @@ def real_encoder() -> Iterator[EncodePhoto]:
     """The real face stack, memoised across this module's tests (detection is slow)."""
     if not SHARED_FACES.is_dir():
         pytest.skip(f"real photos absent: {SHARED_FACES} (see DEVELOPERS.md)")
-    from nocodb_guard.evaluate import make_photo_encoder  # noqa: PLC0415
-    from nocodb_guard.pipeline import PipelineConfig, make_engine  # noqa: PLC0415
+    from nocodb_guard.faces.see import PipelineConfig, make_engine  # noqa: PLC0415
+    from nocodb_guard.trust.evaluate import make_photo_encoder  # noqa: PLC0415
 
     config = PipelineConfig()
     encode = make_photo_encoder(config, make_engine(config))

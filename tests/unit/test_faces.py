@@ -17,9 +17,10 @@ import numpy.typing as npt
 import pytest
 from PIL import Image, ImageFile
 
-from nocodb_guard import images, pipeline
 from nocodb_guard.errors import FaceStackError
-from nocodb_guard.faces import (
+from nocodb_guard.faces import images
+from nocodb_guard.faces import see as pipeline
+from nocodb_guard.faces.engine import (
     Detection,
     DlibFaceEngine,
     as_dlib_image,

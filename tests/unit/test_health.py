@@ -7,7 +7,7 @@ import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from nocodb_guard.health import (
+from nocodb_guard.service.health import (
     HEARTBEAT_FILE,
     check_health,
     health_main,

@@ -18,9 +18,10 @@ import numpy.typing as npt
 import pytest
 from PIL import Image, ImageFile, ImageOps, JpegImagePlugin
 
-from nocodb_guard import images, samples
+from nocodb_guard import samples
 from nocodb_guard.errors import BadPicture
-from nocodb_guard.images import DecodedImage, decode
+from nocodb_guard.faces import images
+from nocodb_guard.faces.images import DecodedImage, decode
 
 MAX_PIXELS = 50_000_000
 MAX_SIDE = 1024
@@ -560,7 +561,7 @@ def test_a_multipage_tiff_is_judged_on_its_first_page() -> None:
 def test_heic_support_is_registered_lazily_not_at_import() -> None:
     code = (
         "from PIL import Image\n"
-        "import nocodb_guard.images\n"
+        "import nocodb_guard.faces.images\n"
         "assert 'HEIF' not in Image.OPEN, 'registered at import'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

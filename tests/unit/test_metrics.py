@@ -9,14 +9,14 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from nocodb_guard.metrics import (
+from nocodb_guard.models import Decision, Reason, RowOutcome, Verdict
+from nocodb_guard.service.metrics import (
     NOCODB_ERROR_KINDS,
     Metrics,
     MetricsSink,
     NullMetrics,
     create_metrics,
 )
-from nocodb_guard.models import Decision, Reason, RowOutcome, Verdict
 from nocodb_guard.settings import Settings
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from nocodb_guard.notify import SystemdNotifier
+from nocodb_guard.service.notify import SystemdNotifier
 
 
 @pytest.fixture

@@ -16,9 +16,9 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from nocodb_guard import images
-from nocodb_guard.faces import DlibFaceEngine, face_distances, find_faces
-from nocodb_guard.pipeline import PipelineConfig
+from nocodb_guard.faces import images
+from nocodb_guard.faces.engine import DlibFaceEngine, face_distances, find_faces
+from nocodb_guard.faces.see import PipelineConfig
 
 SHARED_FACES = Path(__file__).resolve().parents[2] / ".." / "shared" / "faces"
 TOLERANCE = 0.6

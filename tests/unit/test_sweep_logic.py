@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from nocodb_guard.errors import DownloadFailed, RowGone, UrlNotAllowed
+from nocodb_guard.faces.references import ReferenceSet
+from nocodb_guard.faces.workers import References
 from nocodb_guard.models import (
     Attachment,
     FaceBox,
@@ -24,9 +26,7 @@ from nocodb_guard.models import (
     RowOutcome,
     Verdict,
 )
-from nocodb_guard.references import ReferenceSet
 from nocodb_guard.sweep import Sweeper, SweepOptions
-from nocodb_guard.workers import References
 
 GRACE = "Grace Hopper (demo)"
 FACE = FaceBox(top=10, right=110, bottom=110, left=10)

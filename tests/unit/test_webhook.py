@@ -14,7 +14,7 @@ import structlog
 
 from nocodb_guard.errors import ConfigError
 from nocodb_guard.logs import configure_logging
-from nocodb_guard.webhook import DEFAULT_PATH, MAX_BODY_BYTES, SECRET_HEADER, WebhookServer
+from nocodb_guard.service.webhook import DEFAULT_PATH, MAX_BODY_BYTES, SECRET_HEADER, WebhookServer
 
 SECRET = "s3cr3t-hook-value"
 ROW_BODY = '{"type":"records.after.insert","data":{"rows":[{"Id":1,"Name":"VISITOR-TEXT-42"}]}}'

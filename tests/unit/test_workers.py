@@ -17,10 +17,10 @@ import numpy.typing as npt
 import pytest
 
 from nocodb_guard import samples
-from nocodb_guard.faces import Detection
+from nocodb_guard.faces.engine import Detection
+from nocodb_guard.faces.see import PipelineConfig
+from nocodb_guard.faces.workers import InlineAnalyzer, PoolAnalyzer, make_analyzer
 from nocodb_guard.models import FaceBox, PictureAnalysis
-from nocodb_guard.pipeline import PipelineConfig
-from nocodb_guard.workers import InlineAnalyzer, PoolAnalyzer, make_analyzer
 
 DEADLINE_S = 60.0
 

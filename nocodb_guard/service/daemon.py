@@ -28,20 +28,20 @@ import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from nocodb_guard.errors import AlreadyRunning, GuardError, NocoDBUnavailable, Stop
-from nocodb_guard.health import write_heartbeat
-from nocodb_guard.locking import sweep_lock
-from nocodb_guard.metrics import Metrics
-from nocodb_guard.notify import SystemdNotifier
-from nocodb_guard.pipeline import PipelineConfig
+from nocodb_guard.faces.see import PipelineConfig
+from nocodb_guard.faces.workers import make_analyzer
 from nocodb_guard.runtime import Runtime, build_runtime
+from nocodb_guard.service.health import write_heartbeat
+from nocodb_guard.service.locking import sweep_lock
+from nocodb_guard.service.metrics import Metrics
+from nocodb_guard.service.notify import SystemdNotifier
+from nocodb_guard.service.signals import Flags
+from nocodb_guard.service.webhook import WebhookServer
 from nocodb_guard.settings import Settings
-from nocodb_guard.signals import Flags
 from nocodb_guard.startup import StartupReport, check_startup
 from nocodb_guard.sweep import SweepResult
-from nocodb_guard.webhook import WebhookServer
-from nocodb_guard.workers import make_analyzer
 
-log = structlog.get_logger("nocodb_guard.daemon")
+log = structlog.get_logger("nocodb_guard.service.daemon")
 
 STOP_BOUND_SECONDS = 60.0
 """How long a stop waits for the row in hand before leaving anyway (systemd: TimeoutStopSec)."""

@@ -1,6 +1,6 @@
 """Calibration statistics: how well a tolerance separates genuine faces from impostors.
 
-Pure functions, no I/O: :mod:`nocodb_guard.evaluate` feeds them distances measured on an
+Pure functions, no I/O: :mod:`nocodb_guard.trust.evaluate` feeds them distances measured on an
 admin's labelled photos, and the CLI prints what they return.
 
 Convention (the same as :func:`nocodb_guard.policy.decide` and face_recognition's

@@ -28,10 +28,10 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 
-from nocodb_guard import images
 from nocodb_guard.errors import BadPicture, ReferenceSetError
-from nocodb_guard.faces import FaceEngine, find_faces
-from nocodb_guard.pipeline import PipelineConfig, make_engine
+from nocodb_guard.faces import images
+from nocodb_guard.faces.engine import FaceEngine, find_faces
+from nocodb_guard.faces.see import PipelineConfig, make_engine
 from nocodb_guard.settings import Settings
 
 log = structlog.get_logger(__name__)

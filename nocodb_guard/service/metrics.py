@@ -23,8 +23,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from prometheus_client.exposition import generate_latest
 
 from nocodb_guard.errors import GuardError
-from nocodb_guard.httpd import stop_serving
 from nocodb_guard.models import Reason, RowOutcome, Verdict
+from nocodb_guard.service.httpd import stop_serving
 
 if TYPE_CHECKING:
     from nocodb_guard.settings import Settings

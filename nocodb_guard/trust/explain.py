@@ -1,6 +1,6 @@
 """``nocodb-guard explain``: what the pipeline sees in local pictures, and its verdict.
 
-The same :func:`nocodb_guard.pipeline.analyze` and :func:`nocodb_guard.policy.decide` as a
+The same :func:`nocodb_guard.faces.see.analyze` and :func:`nocodb_guard.policy.decide` as a
 sweep, so an admin can reproduce any decision offline on a copy of the picture.
 """
 
@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from nocodb_guard.errors import ConfigError
+from nocodb_guard.faces.references import ReferenceSet, ReferenceStore
+from nocodb_guard.faces.see import PipelineConfig, analyze, make_engine
 from nocodb_guard.models import PictureAnalysis, Reason
-from nocodb_guard.pipeline import PipelineConfig, analyze, make_engine
 from nocodb_guard.policy import RowEvidence, decide
-from nocodb_guard.references import ReferenceSet, ReferenceStore
 from nocodb_guard.report import explain_json
 from nocodb_guard.settings import Settings
 

@@ -33,9 +33,9 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 
-from nocodb_guard.faces import FaceEngine
+from nocodb_guard.faces.engine import FaceEngine
+from nocodb_guard.faces.see import PipelineConfig, analyze, make_engine
 from nocodb_guard.models import PictureAnalysis
-from nocodb_guard.pipeline import PipelineConfig, analyze, make_engine
 
 log = structlog.get_logger(__name__)
 

@@ -36,12 +36,13 @@ from typing import Any, Literal
 
 import numpy as np
 
-from nocodb_guard import calibration, images
-from nocodb_guard.calibration import Encoding, Finding, Suggestion, ToleranceRow
 from nocodb_guard.errors import BadPicture, ConfigError
-from nocodb_guard.faces import FaceEngine, find_faces
-from nocodb_guard.pipeline import PipelineConfig
+from nocodb_guard.faces import images
+from nocodb_guard.faces.engine import FaceEngine, find_faces
+from nocodb_guard.faces.see import PipelineConfig
 from nocodb_guard.settings import Settings, slugify
+from nocodb_guard.trust import calibration
+from nocodb_guard.trust.calibration import Encoding, Finding, Suggestion, ToleranceRow
 
 MANIFEST = "manifest.csv"
 IMAGE_SUFFIXES = frozenset(

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import structlog
 
 from nocodb_guard.errors import ConfigError
-from nocodb_guard.httpd import stop_serving
+from nocodb_guard.service.httpd import stop_serving
 
 log = structlog.get_logger(__name__)
 

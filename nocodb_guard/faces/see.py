@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from nocodb_guard import images
 from nocodb_guard.errors import BadPicture
-from nocodb_guard.faces import FaceEngine, face_distances, find_faces
+from nocodb_guard.faces import images
+from nocodb_guard.faces.engine import FaceEngine, face_distances, find_faces
 from nocodb_guard.models import PictureAnalysis, Reason
 from nocodb_guard.settings import Settings
 
@@ -51,7 +51,7 @@ class PipelineConfig:
 
 def make_engine(config: PipelineConfig) -> FaceEngine:
     """The real dlib engine for these settings (dlib's models load on construction)."""
-    from nocodb_guard.faces import DlibFaceEngine  # noqa: PLC0415 - keeps dlib out of imports
+    from nocodb_guard.faces.engine import DlibFaceEngine  # noqa: PLC0415 - keeps dlib out of imports
 
     return DlibFaceEngine(
         model=config.detection_model, upsample=config.upsample, num_jitters=config.num_jitters
@@ -67,7 +67,7 @@ def analyze(
 ) -> PictureAnalysis:
     """Analyse one picture; never raises for bad input (it becomes ``problem``).
 
-    Faces are counted by :func:`nocodb_guard.faces.find_faces` (size filters, then a
+    Faces are counted by :func:`nocodb_guard.faces.engine.find_faces` (size filters, then a
     second opinion on every face after the first). Pictures whose every detection is
     below ``min_face_px`` come back with ``faces=()`` and ``ignored_faces > 0``.
     """

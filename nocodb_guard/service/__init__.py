@@ -1,0 +1,1 @@
+"""The long-running service: scheduler, listeners (metrics, webhook), systemd, health."""

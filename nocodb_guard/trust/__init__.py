@@ -1,0 +1,1 @@
+"""What lets an admin trust the verdicts: the audit trail, explanations, calibration."""
