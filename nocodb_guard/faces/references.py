@@ -32,6 +32,7 @@ from nocodb_guard.errors import BadPicture, ReferenceSetError
 from nocodb_guard.faces import images
 from nocodb_guard.faces.engine import FaceEngine, find_faces
 from nocodb_guard.faces.see import PipelineConfig, make_engine
+from nocodb_guard.safefiles import open_private
 from nocodb_guard.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -291,12 +292,14 @@ class ReferenceStore:
         """Atomic write (tmp + replace): a crash never leaves a half-written entry.
 
         A cache that cannot be written (read-only state dir) costs only time on the next
-        start, so it is logged, not raised.
+        start, so it is logged, not raised. The temporary file is created exclusively and
+        never through a symlink; ``os.replace`` swaps a link at ``cache_path`` itself.
         """
         tmp = cache_path.with_name(f".{cache_path.name}.{os.getpid()}.tmp")
         try:
             cache_path.parent.mkdir(parents=True, exist_ok=True)
-            with tmp.open("wb") as handle:
+            tmp.unlink(missing_ok=True)  # a leftover (or a planted symlink) from a crash
+            with os.fdopen(open_private(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL), "wb") as handle:
                 np.save(handle, encoding, allow_pickle=False)
                 handle.flush()
                 os.fsync(handle.fileno())

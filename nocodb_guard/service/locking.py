@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from nocodb_guard.errors import AlreadyRunning
+from nocodb_guard.safefiles import open_private
 
 LOCK_NAME = "sweep.lock"
 
@@ -18,10 +19,11 @@ def sweep_lock(state_dir: Path) -> Iterator[None]:
     """Hold an exclusive, non-blocking flock on ``state_dir/sweep.lock``.
 
     flock is released by the kernel when the process dies, so a SIGKILLed daemon never
-    leaves a stale lock behind.
+    leaves a stale lock behind. The file is opened without following a symlink (one
+    planted there would have us truncate its target) and kept at mode 0600.
     """
     state_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(state_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = open_private(state_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from nocodb_guard.models import PictureAnalysis, RowOutcome, Verdict
+from nocodb_guard.safefiles import open_private, private_dir
 from nocodb_guard.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,10 @@ class AuditLog:
     ``append`` (and ``record``, its form for the sweep) opens the day's file with
     ``O_APPEND``, writes each record in one ``write`` call, then fsyncs: a decision that
     deleted a row must survive a power cut, and several processes (daemon, a manual
-    ``sweep``) may append at once.
+    ``sweep``) may append at once. Files are opened without following symlinks.
+
+    Only writing changes anything on disk (creating the folder, pruning on a new day):
+    a log built to read (``history``) never modifies the trail it reads.
     """
 
     def __init__(
@@ -117,16 +121,13 @@ class AuditLog:
         *,
         dry_run: bool = False,
         fsync: bool = True,
-        now: datetime | None = None,
     ) -> None:
         self.directory = Path(state_dir) / AUDIT_SUBDIR
         self.retention_days = retention_days
         self.settings_version = settings_version
         self.dry_run = dry_run
         self.fsync = fsync
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._pruned_on: date | None = None
-        self.prune(now or datetime.now(UTC))
 
     def path_for(self, day: date) -> Path:
         return self.directory / f"audit-{day.isoformat()}.jsonl"
@@ -134,7 +135,11 @@ class AuditLog:
     def files(self) -> list[tuple[date, Path]]:
         """The day files present, oldest first."""
         found = []
-        for path in self.directory.iterdir():
+        try:
+            entries = list(self.directory.iterdir())
+        except FileNotFoundError:  # nothing recorded yet
+            return []
+        for path in entries:
             match = _FILE_RE.match(path.name)
             if match:
                 found.append((date.fromisoformat(match.group(1)), path))
@@ -154,11 +159,12 @@ class AuditLog:
         """
         when = (now or datetime.now(UTC)).astimezone(UTC)
         if self._pruned_on != when.date():
+            private_dir(self.directory)
             self.prune(when)
         dry = dry_run or self.dry_run or outcome.action == "dry_run"
         record = outcome_record(outcome, when=when, version=self.settings_version, dry_run=dry)
         line = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
-        fd = os.open(self.path_for(when.date()), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = open_private(self.path_for(when.date()), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         try:
             os.write(fd, line)
             if self.fsync:

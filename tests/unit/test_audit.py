@@ -61,7 +61,7 @@ def _lines(log: AuditLog) -> list[dict[str, Any]]:
 
 
 def test_each_decision_appends_one_json_line(tmp_path: Path) -> None:
-    log = AuditLog(tmp_path, 30, "abc123", now=NOW)
+    log = AuditLog(tmp_path, 30, "abc123")
     log.append(_approved(), now=NOW)
     log.append(_rejected(), now=NOW + timedelta(minutes=1))
     records = _lines(log)
@@ -89,7 +89,7 @@ def test_each_decision_appends_one_json_line(tmp_path: Path) -> None:
 
 
 def test_the_audit_file_is_readable_by_its_owner_only(tmp_path: Path) -> None:
-    log = AuditLog(tmp_path, 30, "v", now=NOW)
+    log = AuditLog(tmp_path, 30, "v")
     log.append(_approved(), now=NOW)
     [(_, path)] = log.files()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -110,7 +110,7 @@ def _walk(value: Any) -> list[Any]:
 
 
 def test_a_record_holds_nothing_biometric_nor_uploader_text(tmp_path: Path) -> None:
-    log = AuditLog(tmp_path, 30, "v", now=NOW)
+    log = AuditLog(tmp_path, 30, "v")
     log.append(_approved(), now=NOW)
     log.append(_rejected(), now=NOW)
     raw = "".join(p.read_text(encoding="utf-8") for _, p in log.files())
@@ -126,11 +126,11 @@ def test_a_record_holds_nothing_biometric_nor_uploader_text(tmp_path: Path) -> N
 
 
 def test_a_dry_run_decision_is_marked(tmp_path: Path) -> None:
-    log = AuditLog(tmp_path, 30, "v", now=NOW)
+    log = AuditLog(tmp_path, 30, "v")
     assert log.append(_approved(), dry_run=True, now=NOW)["dry_run"] is True
     dry = RowOutcome(1, "Ada", _approved().decision, "dry_run")
     assert log.append(dry, now=NOW)["dry_run"] is True
-    assert AuditLog(tmp_path, 30, "v", dry_run=True, now=NOW).append(_approved())["dry_run"]
+    assert AuditLog(tmp_path, 30, "v", dry_run=True).append(_approved())["dry_run"]
 
 
 def test_the_sweep_records_through_the_recorder_interface(tmp_path: Path) -> None:
@@ -139,23 +139,56 @@ def test_the_sweep_records_through_the_recorder_interface(tmp_path: Path) -> Non
     assert [r["row_id"] for r in log.query()] == [5]
 
 
-def test_files_older_than_the_retention_are_pruned_when_the_log_opens(tmp_path: Path) -> None:
-    old = AuditLog(tmp_path, 30, "v", now=NOW - timedelta(days=40))
+def test_files_older_than_the_retention_are_pruned_by_the_first_record(tmp_path: Path) -> None:
+    old = AuditLog(tmp_path, 30, "v")
     old.append(_approved(1), now=NOW - timedelta(days=40))
     old.append(_approved(2), now=NOW - timedelta(days=30))
-    log = AuditLog(tmp_path, 30, "v", now=NOW)
-    assert [r["row_id"] for r in log.query()] == [2]
+    log = AuditLog(tmp_path, 30, "v")
+    assert [r["row_id"] for r in log.query()] == [1, 2], "opening the log changes nothing"
+    log.append(_approved(3), now=NOW)
+    assert [r["row_id"] for r in log.query()] == [2, 3]
+
+
+def test_a_log_opened_to_read_creates_nothing(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "state", 30, "v")
+    assert list(log.query()) == []
+    assert not (tmp_path / "state").exists()
+
+
+def test_an_audit_file_planted_as_a_symlink_is_refused_and_its_target_untouched(
+    tmp_path: Path,
+) -> None:
+    target = tmp_path / "precious.txt"
+    target.write_text("keep me\n")
+    log = AuditLog(tmp_path / "state", 30, "v")
+    log.directory.mkdir(parents=True)
+    log.path_for(NOW.date()).symlink_to(target)
+    with pytest.raises(OSError):
+        log.append(_approved(), now=NOW)
+    assert target.read_text() == "keep me\n"
+
+
+def test_loose_modes_of_an_existing_trail_are_tightened(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path, 30, "v")
+    log.directory.mkdir(mode=0o755)
+    log.directory.chmod(0o755)
+    day_file = log.path_for(NOW.date())
+    day_file.write_text("")
+    day_file.chmod(0o644)
+    log.append(_approved(), now=NOW)
+    assert stat.S_IMODE(log.directory.stat().st_mode) == 0o700
+    assert stat.S_IMODE(day_file.stat().st_mode) == 0o600
 
 
 def test_recording_on_a_new_day_prunes_expired_files(tmp_path: Path) -> None:
-    log = AuditLog(tmp_path, 2, "v", now=NOW)
+    log = AuditLog(tmp_path, 2, "v")
     log.append(_approved(1), now=NOW)
     log.append(_approved(2), now=NOW + timedelta(days=3))
     assert [r["row_id"] for r in log.query()] == [2]
 
 
 def test_history_answers_why_a_row_was_deleted(tmp_path: Path) -> None:
-    log = AuditLog(tmp_path, 30, "v", now=NOW)
+    log = AuditLog(tmp_path, 30, "v")
     log.append(_approved(123), now=NOW)
     log.append(_rejected(7), now=NOW)
     [record] = log.query(row_id=7)
@@ -165,7 +198,7 @@ def test_history_answers_why_a_row_was_deleted(tmp_path: Path) -> None:
 
 
 def test_history_filters_by_verdict_and_time(tmp_path: Path) -> None:
-    log = AuditLog(tmp_path, 30, "v", now=NOW)
+    log = AuditLog(tmp_path, 30, "v")
     log.append(_rejected(1), now=NOW - timedelta(days=2))
     log.append(_approved(2), now=NOW - timedelta(hours=1))
     log.append(_rejected(3), now=NOW)
@@ -176,7 +209,7 @@ def test_history_filters_by_verdict_and_time(tmp_path: Path) -> None:
 
 
 def test_a_torn_last_line_is_skipped(tmp_path: Path) -> None:
-    log = AuditLog(tmp_path, 30, "v", now=NOW)
+    log = AuditLog(tmp_path, 30, "v")
     log.append(_approved(1), now=NOW)
     [(_, path)] = log.files()
     with path.open("a", encoding="utf-8") as handle:
@@ -185,7 +218,7 @@ def test_a_torn_last_line_is_skipped(tmp_path: Path) -> None:
 
 
 def test_an_unknown_verdict_filter_is_refused(tmp_path: Path) -> None:
-    log = AuditLog(tmp_path, 30, "v", now=NOW)
+    log = AuditLog(tmp_path, 30, "v")
     with pytest.raises(ValueError):
         list(log.query(verdict="maybe"))
 

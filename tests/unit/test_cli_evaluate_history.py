@@ -286,12 +286,15 @@ def test_history_on_an_unusable_state_dir_is_a_settings_error(
     assert "cannot read the audit trail" in capsys.readouterr().err
 
 
-def test_history_prunes_day_files_past_the_retention_period(
+def test_history_never_prunes_the_trail_it_reads(
     audit_trail: AuditLog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A read-only command changes nothing, whatever retention the caller's settings say."""
     old = audit_trail.path_for((NOW - timedelta(days=40)).date())
     old.write_text(json.dumps({"row_id": 1, "verdict": "rejected", "time": "x"}) + "\n")
-    monkeypatch.setenv("NOCODB_GUARD_AUDIT_RETENTION_DAYS", "30")
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in audit_trail.directory.iterdir())
+    monkeypatch.setenv("NOCODB_GUARD_AUDIT_RETENTION_DAYS", "1")
     code, out = run_main("history", "--row", "1", "--json")
-    assert (code, json.loads(out)) == (1, [])
-    assert not old.exists()
+    assert (code, [r["row_id"] for r in json.loads(out)]) == (0, [1])
+    assert old.exists()
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in audit_trail.directory.iterdir()) == before
