@@ -12,19 +12,17 @@ tokens, URLs and file names out of the scrape.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Protocol
-from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_wsgi_server
-from prometheus_client.exposition import generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import MetricsHandler, generate_latest
 
 from nocodb_guard.errors import GuardError
 from nocodb_guard.models import Reason, RowOutcome, Verdict
-from nocodb_guard.service.httpd import stop_serving
+from nocodb_guard.service.httpd import BoundedHTTPServer, Limits
 
 if TYPE_CHECKING:
     from nocodb_guard.settings import Settings
@@ -163,8 +161,7 @@ class Metrics:
             self.sweeps.labels(outcome=outcome)
         for kind in NOCODB_ERROR_KINDS:
             self.nocodb_errors.labels(kind=kind)
-        self._server: WSGIServer | None = None
-        self._thread: threading.Thread | None = None
+        self._server: BoundedHTTPServer | None = None
 
     # --- recording ------------------------------------------------------------------------
     def record(self, outcome: RowOutcome) -> None:
@@ -219,24 +216,26 @@ class Metrics:
 
     # --- serving --------------------------------------------------------------------------
     def start_server(self, host: str = "127.0.0.1", port: int = 0) -> int:
-        """Serve ``/metrics`` from a daemon thread; returns the bound port (0 picks one).
+        """Serve ``/metrics`` (any path, in fact); returns the bound port (0 picks one).
 
         Loopback by default: the metrics say how busy the form is, nothing a stranger needs.
-        Returns 0 without listening when the instance is disabled.
+        Returns 0 without listening when the instance is disabled. The listener is the
+        bounded one the webhook uses (requests carry no body, hence the zero body limit).
         """
         if not self.enabled:
             return 0
-        if self._server is not None:
-            return int(self._server.server_port)
-        self._server, self._thread = start_wsgi_server(port, addr=host, registry=self.registry)
-        return int(self._server.server_port)
+        if self._server is None:
+            handler = MetricsHandler.factory(self.registry)
+            self._server = BoundedHTTPServer(
+                (host, port), handler, "nocodb-guard-metrics", Limits(max_body_bytes=0)
+            ).start()
+        return self._server.port
 
     def stop_server(self) -> None:
         if self._server is None:
             return
-        stop_serving(self._server, self._thread)
+        self._server.stop()
         self._server = None
-        self._thread = None
 
 
 class NullMetrics:

@@ -5,25 +5,25 @@ trusted or logged: a valid call only triggers the same sweep the poller runs, wh
 the rows back from NocoDB's API. A wrong or missing ``X-Nocodb-Guard-Secret`` gets 401
 (compared in constant time); any other path 404; bodies over :data:`MAX_BODY_BYTES` 413.
 
-The server is stdlib ``ThreadingHTTPServer`` in a daemon thread: a handful of requests per
-upload does not justify a web framework, and a daemon thread cannot block shutdown.
+The server is :class:`~nocodb_guard.service.httpd.BoundedHTTPServer` with stdlib's request
+handler: a handful of requests per upload does not justify a web framework, and its fixed
+thread count and per-request deadline keep a flood of slow clients from starving valid
+hooks or the daemon's ticks.
 """
 
 from __future__ import annotations
 
 import hmac
-import sys
-import threading
 from collections.abc import Callable
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from http.server import BaseHTTPRequestHandler
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import structlog
 
 from nocodb_guard.errors import ConfigError
-from nocodb_guard.service.httpd import stop_serving
+from nocodb_guard.service.httpd import BoundedHTTPServer, Limits
 
 log = structlog.get_logger(__name__)
 
@@ -31,16 +31,13 @@ SECRET_HEADER = "X-Nocodb-Guard-Secret"  # noqa: S105 - a header name, not a sec
 DEFAULT_PATH = "/hooks/nocodb"
 #: NocoDB sends the inserted rows; a bulk insert of many rows stays far below this.
 MAX_BODY_BYTES = 1024 * 1024
-#: Seconds a client may take per socket operation (a slow sender cannot pin a thread).
+#: Seconds a client may take per socket operation while we answer.
 REQUEST_TIMEOUT = 10.0
 _READ_CHUNK = 64 * 1024
 
 
-class _Server(ThreadingHTTPServer):
+class _Server(BoundedHTTPServer):
     """Carries the configuration the handler needs (handlers are built per request)."""
-
-    daemon_threads = True
-    block_on_close = False
 
     def __init__(
         self,
@@ -52,22 +49,22 @@ class _Server(ThreadingHTTPServer):
         self.hook_path = path
         self.secret = secret
         self.trigger = trigger
-        super().__init__(address, _Handler)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that hangs up mid-reply is routine; never print tracebacks to stderr."""
-        exc = sys.exc_info()[1]
-        log.debug("webhook connection error", error_type=type(exc).__name__)
+        super().__init__(
+            address, _Handler, "nocodb-guard-webhook", Limits(max_body_bytes=MAX_BODY_BYTES)
+        )
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: _Server
     timeout = REQUEST_TIMEOUT
     server_version = "nocodb-guard"
     sys_version = ""
 
+    @property
+    def _hook(self) -> _Server:
+        return cast(_Server, self.server)
+
     def do_POST(self) -> None:
-        if urlsplit(self.path).path != self.server.hook_path:
+        if urlsplit(self.path).path != self._hook.hook_path:
             self._reply(HTTPStatus.NOT_FOUND)
         elif not self._secret_ok():
             self._reply(HTTPStatus.UNAUTHORIZED)
@@ -89,7 +86,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._not_allowed()
 
     def _not_allowed(self) -> None:
-        if urlsplit(self.path).path != self.server.hook_path:
+        if urlsplit(self.path).path != self._hook.hook_path:
             self._reply(HTTPStatus.NOT_FOUND)
         else:
             self._reply(HTTPStatus.METHOD_NOT_ALLOWED, {"Allow": "POST"})
@@ -100,7 +97,7 @@ class _Handler(BaseHTTPRequestHandler):
             return False
         # http.server decodes header bytes as latin-1; undo that to compare raw bytes.
         raw = provided.encode("latin-1", errors="replace")
-        return hmac.compare_digest(raw, self.server.secret)
+        return hmac.compare_digest(raw, self._hook.secret)
 
     def _drain_body(self) -> bool:
         """Read and discard the body (keeps the client's send from failing); cap its size."""
@@ -127,7 +124,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _call_trigger(self) -> None:
         try:
-            self.server.trigger()
+            self._hook.trigger()
         except Exception as exc:  # the trigger is the daemon's; report, keep serving
             log.error("webhook trigger failed", error_type=type(exc).__name__, error=str(exc))
             self._reply(HTTPStatus.INTERNAL_SERVER_ERROR)
@@ -182,31 +179,23 @@ class WebhookServer:
         self._trigger = trigger
         self._path = path if path.startswith("/") else "/" + path
         self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
     @property
     def port(self) -> int:
         """The bound port (useful with port 0); the configured one before :meth:`start`."""
         if self._server is None:
             return self._address[1]
-        return int(self._server.server_address[1])
+        return self._server.port
 
     @property
     def path(self) -> str:
         return self._path
 
     def start(self) -> WebhookServer:
-        """Bind and serve from a daemon thread; binding errors (port taken) raise OSError."""
+        """Bind and serve; binding errors (port taken) raise OSError."""
         if self._server is not None:
             return self
-        self._server = _Server(self._address, self._path, self._secret, self._trigger)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.2},
-            name="nocodb-guard-webhook",
-            daemon=True,
-        )
-        self._thread.start()
+        self._server = _Server(self._address, self._path, self._secret, self._trigger).start()
         log.info("webhook listening", host=self._address[0], port=self.port, path=self._path)
         return self
 
@@ -214,9 +203,8 @@ class WebhookServer:
         """Stop accepting and close the socket; idempotent."""
         if self._server is None:
             return
-        stop_serving(self._server, self._thread)
+        self._server.stop()
         self._server = None
-        self._thread = None
 
     def __enter__(self) -> WebhookServer:
         return self.start()
