@@ -1,7 +1,17 @@
-"""Stop flags set by signal handlers; read by the loops. Nothing else happens in a handler."""
+"""Stop flags set by signal handlers; read by the loops.
+
+The first SIGTERM/SIGINT only sets a flag: the row in hand is finished, then everything
+stops cleanly. A second one means "now": the process ends with that signal's default
+action at once... but its face workers are child processes that ignore SIGINT and may be
+deep in a picture, and would live on, reparented to init, holding CPU and memory. So the
+second signal first kills the children (``SIGKILL``: they hold nothing worth saving;
+pictures live in memory only), then re-raises itself with the default action restored.
+"""
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import signal
 import threading
 from dataclasses import dataclass, field
@@ -21,7 +31,19 @@ class Flags:
             signal.signal(signum, self._on_signal)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        # First signal: ask for a clean stop. The default action is restored, so a second
-        # signal ends the process at once.
-        self.stop.set()
-        signal.signal(signum, signal.SIG_DFL)
+        if not self.stop.is_set():
+            self.stop.set()
+            return
+        end_now(signum)
+
+
+def end_now(signum: int) -> None:
+    """Kill our child processes, then die of ``signum`` as if no handler were installed."""
+    for child in multiprocessing.active_children():
+        if child.pid is not None:
+            try:
+                os.kill(child.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -310,15 +312,63 @@ def test_watchdog_pings_stop_while_a_pass_is_hung_and_resume_after(tmp_path: Pat
 
 
 # --------------------------------------------------------------------------- signals
-def test_a_first_sigterm_only_sets_the_stop_flag_and_a_second_one_would_kill() -> None:
+def test_a_first_sigterm_only_sets_the_stop_flag() -> None:
     previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     flags = Flags()
     try:
         flags.install_signal_handlers()
         os.kill(os.getpid(), signal.SIGTERM)
         assert flags.stop.wait(WAIT_S)
-        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the next one ends us
-        assert signal.getsignal(signal.SIGINT) != signal.SIG_DFL
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+#: A process with a busy child that ignores SIGINT, as a face worker deep in a picture does.
+BUSY_PARENT = """
+import multiprocessing, signal, sys, time
+from nocodb_guard.service.signals import Flags
+
+def busy():
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    while True:
+        time.sleep(0.1)
+
+if __name__ == "__main__":
+    child = multiprocessing.get_context("spawn").Process(target=busy)
+    child.start()
+    Flags().install_signal_handlers()
+    print(child.pid, flush=True)
+    time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_second_signal_ends_the_process_at_once_and_takes_its_workers_along(
+    signum: int, tmp_path: Path
+) -> None:
+    script = tmp_path / "busy_parent.py"
+    script.write_text(BUSY_PARENT)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, env=env)
+    try:
+        assert parent.stdout is not None
+        child_pid = int(parent.stdout.readline())
+        parent.send_signal(signum)
+        time.sleep(0.3)
+        assert parent.poll() is None, "the first signal only asks for a stop"
+        parent.send_signal(signum)
+        assert parent.wait(timeout=10) == -signum
+        wait_for(lambda: not _alive(child_pid))
+    finally:
+        parent.kill()
+        parent.wait()
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie waiting for init to reap it counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
