@@ -10,6 +10,7 @@ pictures live in memory only), then re-raises itself with the default action res
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -41,9 +42,7 @@ def end_now(signum: int) -> None:
     """Kill our child processes, then die of ``signum`` as if no handler were installed."""
     for child in multiprocessing.active_children():
         if child.pid is not None:
-            try:
+            with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
                 os.kill(child.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
     signal.signal(signum, signal.SIG_DFL)
     os.kill(os.getpid(), signum)
