@@ -34,15 +34,9 @@ from nocodb_guard.errors import (
     UrlNotAllowed,
 )
 from nocodb_guard.models import Attachment
-from nocodb_guard.nocodb import (
-    USER_AGENT,
-    NocoDBClient,
-    TableSchema,
-    check_schema,
-    parse_attachments,
-    parse_retry_after,
-    politician_options,
-)
+from nocodb_guard.nocodb.client import USER_AGENT, NocoDBClient, parse_retry_after
+from nocodb_guard.nocodb.records import parse_attachments
+from nocodb_guard.nocodb.schema import TableSchema, check_schema, politician_options
 from nocodb_guard.settings import Settings
 
 TOKEN = "tok-SECRET-5f1e2d9c"

@@ -28,12 +28,10 @@ hosts. ``REQUESTS_CA_BUNDLE`` is still honoured, explicitly, for NocoDB behind a
 from __future__ import annotations
 
 import email.utils
-import json
 import os
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -62,11 +60,12 @@ from nocodb_guard.errors import (
     UrlNotAllowed,
 )
 from nocodb_guard.models import Attachment, Row
+from nocodb_guard.nocodb.records import ID_FIELD, find_same_attachment, parse_row
+from nocodb_guard.nocodb.schema import TableSchema, parse_schema, politician_options
 from nocodb_guard.settings import Settings
 
 log = structlog.get_logger(__name__)
 
-ID_FIELD = "Id"
 USER_AGENT = f"nocodb-guard/{__version__}"
 #: Characters that would break NocoDB's ``where=(field,op,value)`` and ``fields=a,b`` syntax,
 #: which has no quoting for field names (spaces are fine: requests percent-encodes them).
@@ -76,24 +75,10 @@ TRANSIENT_STATUSES = frozenset({408, 425, 429})
 MAX_RETRY_AFTER = 120.0
 #: Connections kept per host: the sweep downloads with a few threads.
 POOL_SIZE = 8
-REASON_FIELD_TYPES = frozenset({"LongText", "SingleLineText"})
-UNREADABLE_ENTRY_TITLE = "(unreadable attachment entry)"
 
 #: ``observer(operation, outcome, seconds)``: a metrics hook; outcome is an HTTP status,
 #: "timeout" or "error" (no answer); downloads report "ok" or "error".
 RequestObserver = Callable[[str, str, float], None]
-
-
-@dataclass(frozen=True)
-class TableSchema:
-    """What the start-up check needs to know about the table: column types and select options."""
-
-    table_id: str
-    title: str
-    columns: dict[str, str] = field(default_factory=dict)
-    """Column title -> NocoDB ``uidt`` (``SingleSelect``, ``Attachment``, ...)."""
-    options: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    """Column title -> its select options, for select columns."""
 
 
 class _TokenAuth(AuthBase):
@@ -587,176 +572,11 @@ def _clean(text: str, limit: int = 300) -> str:
     return printable[:limit]
 
 
-# --- parsing ----------------------------------------------------------------------------------
-def parse_row(item: Any, settings: Settings) -> Row | None:
-    """A listed/read record as a :class:`Row`; None when it has no usable integer Id."""
-    if not isinstance(item, dict):
-        return None
-    row_id = _int_or_none(item.get(ID_FIELD))
-    if row_id is None:
-        return None
-    return Row(
-        id=row_id,
-        politician=_text_or_none(item.get(settings.field_politician)),
-        attachments=parse_attachments(item.get(settings.field_photo)),
-        status=_text_or_none(item.get(settings.field_status)),
-    )
-
-
-def parse_attachments(cell: Any) -> tuple[Attachment, ...]:
-    """An attachment cell as :class:`Attachment` values.
-
-    Tolerates what versions and edits produce: null or empty (no files), a JSON string
-    instead of a list, a single object. An entry that cannot be read is kept as a
-    placeholder without any link rather than dropped: dropping it could turn a row into
-    "no attachment", a deletion, over a format this code does not know. A placeholder
-    cannot be downloaded (``UrlNotAllowed``), so such a row is deferred instead.
-    """
-    if cell is None or cell == "":
-        return ()
-    if isinstance(cell, str):
-        try:
-            cell = json.loads(cell)
-        except ValueError:
-            return (Attachment(title=UNREADABLE_ENTRY_TITLE),)
-        if cell is None:
-            return ()
-    if isinstance(cell, dict):
-        cell = [cell]
-    if not isinstance(cell, list):
-        return (Attachment(title=UNREADABLE_ENTRY_TITLE),)
-    return tuple(parse_attachment_entry(entry) for entry in cell)
-
-
-def parse_attachment_entry(entry: Any) -> Attachment:
-    """One entry of the cell; anything unexpected yields a link-less placeholder."""
-    if not isinstance(entry, dict):
-        return Attachment(title=UNREADABLE_ENTRY_TITLE)
-    path = _text_or_none(entry.get("path"))
-    title = _text_or_none(entry.get("title")) or (path.rsplit("/", 1)[-1] if path else None)
-    entry_id = entry.get("id")
-    return Attachment(
-        title=title or UNREADABLE_ENTRY_TITLE,
-        mimetype=_text_or_none(entry.get("mimetype")),
-        size=_int_or_none(entry.get("size")),
-        path=path,
-        signed_path=_text_or_none(entry.get("signedPath")),
-        url=_text_or_none(entry.get("url")),
-        signed_url=_text_or_none(entry.get("signedUrl")),
-        id=str(entry_id) if isinstance(entry_id, str | int) and entry_id != "" else None,
-    )
-
-
-def find_same_attachment(att: Attachment, candidates: tuple[Attachment, ...]) -> Attachment | None:
-    """The entry of a re-read row that is ``att`` (by id, then path, then title and size)."""
-    keys: list[Callable[[Attachment], object]] = [
-        lambda a: a.id,
-        lambda a: a.path,
-        lambda a: (a.title, a.size) if a.title != UNREADABLE_ENTRY_TITLE else None,
-    ]
-    for key in keys:
-        wanted = key(att)
-        if wanted is None:
-            continue
-        for candidate in candidates:
-            if key(candidate) == wanted:
-                return candidate
-    return None
-
-
 def _where_value(value: str) -> str:
     """A value inside NocoDB's where syntax, which has no quoting for ``( ) , ~``."""
     if any(char in value for char in "(),~"):
         raise ConfigError(f"status value {value!r} may not contain ( ) , or ~")
     return value
-
-
-def _int_or_none(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    return None
-
-
-def _text_or_none(value: Any) -> str | None:
-    if isinstance(value, str):
-        return value if value.strip() else None
-    return None
-
-
-# --- schema ------------------------------------------------------------------------------------
-def parse_schema(table_id: str, data: Mapping[str, Any]) -> TableSchema:
-    """``GET /api/v2/meta/tables/{id}`` as a :class:`TableSchema`; odd columns are skipped."""
-    columns: dict[str, str] = {}
-    options: dict[str, tuple[str, ...]] = {}
-    for column in data.get("columns") or []:
-        if not isinstance(column, dict):
-            continue
-        title, uidt = column.get("title"), column.get("uidt")
-        if not isinstance(title, str) or not isinstance(uidt, str):
-            continue
-        columns[title] = uidt
-        col_options = column.get("colOptions")
-        raw = col_options.get("options") if isinstance(col_options, dict) else None
-        if isinstance(raw, list):
-            options[title] = tuple(
-                o["title"] for o in raw if isinstance(o, dict) and isinstance(o.get("title"), str)
-            )
-    title = data.get("title")
-    return TableSchema(
-        table_id=table_id,
-        title=title if isinstance(title, str) else table_id,
-        columns=columns,
-        options=options,
-    )
-
-
-def check_schema(schema: TableSchema, settings: Settings) -> list[str]:
-    """Problems with the table for these settings, in plain words; empty when all is well."""
-    s = settings
-    problems: list[str] = []
-    if ID_FIELD not in schema.columns:
-        problems.append(f"{ID_FIELD} column is missing (a renamed primary key is not supported)")
-    expected = [
-        ("field_politician", s.field_politician, {"SingleSelect"}),
-        ("field_photo", s.field_photo, {"Attachment"}),
-        ("field_status", s.field_status, {"SingleSelect"}),
-    ]
-    if s.field_reason:
-        expected.append(("field_reason", s.field_reason, set(REASON_FIELD_TYPES)))
-    for setting, title, types in expected:
-        problem = _column_problem(schema, setting, title, types)
-        if problem:
-            problems.append(problem)
-    if schema.columns.get(s.field_status) == "SingleSelect":
-        needed = [("status_approved", s.status_approved)]
-        if s.reject_action == "tag":
-            needed.append(("status_rejected", s.status_rejected))
-        have = schema.options.get(s.field_status, ())
-        problems.extend(
-            f"field {s.field_status!r} has no option {value!r} ({setting}); options: "
-            f"{', '.join(have) or 'none'}"
-            for setting, value in needed
-            if value not in have
-        )
-    return problems
-
-
-def _column_problem(schema: TableSchema, setting: str, title: str, types: set[str]) -> str | None:
-    uidt = schema.columns.get(title)
-    if uidt is None:
-        return f"field {title!r} ({setting}) is missing from table {schema.title!r}"
-    if uidt not in types:
-        return f"field {title!r} ({setting}) is a {uidt}, expected {' or '.join(sorted(types))}"
-    return None
-
-
-def politician_options(schema: TableSchema, field_name: str = "Politician") -> list[str]:
-    """The options of the politician select column, in NocoDB's order."""
-    return list(schema.options.get(field_name, ()))
 
 
 def _check_field_names(settings: Settings) -> None:
