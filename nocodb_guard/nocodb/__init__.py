@@ -4,9 +4,10 @@ Everything else in nocodb-guard sees typed values (:class:`~nocodb_guard.models.
 :class:`~nocodb_guard.models.Attachment`, :class:`~nocodb_guard.nocodb.schema.TableSchema`)
 and the errors of :mod:`nocodb_guard.errors`, never a URL path or a response body.
 
-- :mod:`~nocodb_guard.nocodb.transport`: the session, token auth, retries, ``Retry-After``,
-  HTTP status -> error; every request to NocoDB and every download goes through its
+- :mod:`~nocodb_guard.nocodb.transport`: the session, token auth, retries, ``Retry-After``;
+  every request to NocoDB and every download goes through its
   :class:`~nocodb_guard.nocodb.transport.Transport` (where pacing belongs).
+- :mod:`~nocodb_guard.nocodb.responses`: HTTP status and NocoDB's error JSON -> our errors.
 - :mod:`~nocodb_guard.nocodb.records`: a record's JSON and its attachment cell as a ``Row``.
 - :mod:`~nocodb_guard.nocodb.schema`: the table's columns and select options, and whether
   they fit the settings.

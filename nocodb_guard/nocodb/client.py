@@ -1,4 +1,4 @@
-"""The NocoDB client: the only module that knows NocoDB's URLs and JSON.
+"""The v2 data and meta API of one NocoDB table: the only module with v2 paths and query syntax.
 
 Facts it relies on (measured on NocoDB 0.301.3, see ``../shared/NOCODB.md``):
 
@@ -9,135 +9,42 @@ Facts it relies on (measured on NocoDB 0.301.3, see ``../shared/NOCODB.md``):
 - a DELETE of a missing record is a 404 ``ERR_RECORD_NOT_FOUND``: for a rejection that is
   "already done", so deleting is idempotent and safe to retry.
 
-Retries (tenacity) live here and only here: connection errors, timeouts, 408, 429 (honouring
-``Retry-After``) and 5xx are retried with jittered exponential backoff for at most
-``settings.retry_seconds``, then :class:`NocoDBUnavailable` (the row is deferred). 401/403 is
-:class:`NocoDBAuthError` at once; 400/422 :class:`NocoDBRequestError` at once.
-
-Secrets: the token is added to API requests only, by an auth object whose ``repr`` is redacted
-(structlog renders frame locals in tracebacks); never to downloads, which go to hosts that must
-not see it. Exception messages carry method, path and status, never the query, headers or a
-requests exception's text (which embeds the URL, and signed links are bearer tokens).
-
-Proxies: the session this module builds ignores the environment (``trust_env = False``):
-``HTTP(S)_PROXY`` would route the token through a third party and make the private-address
-check on attachment hosts meaningless, and ``~/.netrc`` could attach credentials to download
-hosts. ``REQUESTS_CA_BUNDLE`` is still honoured, explicitly, for NocoDB behind a private CA.
+HTTP, retries and secrets are :mod:`nocodb_guard.nocodb.transport`'s business.
 """
 
 from __future__ import annotations
 
-import email.utils
-import os
-import random
 import time
-from collections.abc import Callable, Iterator, Mapping
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import requests
 import structlog
-from requests.adapters import HTTPAdapter
-from requests.auth import AuthBase
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    stop_before_delay,
-)
 
-from nocodb_guard import __version__, attachments
+from nocodb_guard import attachments
 from nocodb_guard.errors import (
     AttachmentMissing,
     AttachmentNotFound,
     ConfigError,
-    NocoDBAuthError,
     NocoDBRequestError,
-    NocoDBUnavailable,
     RowGone,
-    SchemaError,
     UrlNotAllowed,
 )
 from nocodb_guard.models import Attachment, Row
 from nocodb_guard.nocodb.records import ID_FIELD, find_same_attachment, parse_row
 from nocodb_guard.nocodb.schema import TableSchema, parse_schema, politician_options
+from nocodb_guard.nocodb.transport import RequestObserver, Transport
 from nocodb_guard.settings import Settings
 
 log = structlog.get_logger(__name__)
 
-USER_AGENT = f"nocodb-guard/{__version__}"
 #: Characters that would break NocoDB's ``where=(field,op,value)`` and ``fields=a,b`` syntax,
 #: which has no quoting for field names (spaces are fine: requests percent-encodes them).
 FORBIDDEN_FIELD_CHARS = frozenset("(),~")
-TRANSIENT_STATUSES = frozenset({408, 425, 429})
-#: Longest ``Retry-After`` honoured; NocoDB Cloud blocks for 30 s after a burst.
-MAX_RETRY_AFTER = 120.0
-#: Connections kept per host: the sweep downloads with a few threads.
-POOL_SIZE = 8
-
-#: ``observer(operation, outcome, seconds)``: a metrics hook; outcome is an HTTP status,
-#: "timeout" or "error" (no answer); downloads report "ok" or "error".
-RequestObserver = Callable[[str, str, float], None]
-
-
-class _TokenAuth(AuthBase):
-    """Adds ``xc-token`` at send time, so no frame of ours holds the token in a local."""
-
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        request.headers["xc-token"] = self._settings.token()
-        return request
-
-    def __repr__(self) -> str:
-        return "<xc-token auth (redacted)>"
-
-
-class _Transient(Exception):
-    """One attempt failed in a way worth retrying; internal to the retry loop."""
-
-    def __init__(self, cause: str, retry_after: float | None = None) -> None:
-        super().__init__(cause)
-        self.cause = cause
-        self.retry_after = retry_after
-
-
-def build_session(pool_size: int = POOL_SIZE) -> requests.Session:
-    """A session for NocoDB and downloads: no environment proxies/netrc, a sized pool, our UA."""
-    session = requests.Session()
-    session.trust_env = False
-    ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE")
-    if ca_bundle:
-        session.verify = ca_bundle
-    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    session.headers["User-Agent"] = USER_AGENT
-    return session
-
-
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (seconds or an HTTP date), capped."""
-    if not value:
-        return None
-    text = value.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(text)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - (now or datetime.now(UTC))).total_seconds()
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
 class NocoDBClient:
-    """Talks to one NocoDB table with an API token; see the module docstring for the rules."""
+    """One NocoDB table through the v2 API; see the module docstring for the facts it relies on."""
 
     def __init__(
         self,
@@ -146,25 +53,17 @@ class NocoDBClient:
         observer: RequestObserver | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        settings.token()  # fail now, with ConfigError, rather than on the first request
+        self._transport = Transport(settings, session, observer, sleep)
         self._table = settings.require_table()
         _check_field_names(settings)
         self._settings = settings
-        self._owns_session = session is None
-        self._session = session if session is not None else build_session()
-        self._observer = observer
-        self._sleep = sleep
-        self._auth = _TokenAuth(settings)
-        self._base = settings.nocodb_url.rstrip("/")
-        self._origins = frozenset({attachments.origin_of(self._base)})
 
     def __repr__(self) -> str:
-        return f"<NocoDBClient {self._base} table={self._table}>"
+        return f"<NocoDBClient {self._transport.base} table={self._table}>"
 
     def close(self) -> None:
         """Close the session if this client created it."""
-        if self._owns_session:
-            self._session.close()
+        self._transport.close()
 
     def __enter__(self) -> NocoDBClient:
         return self
@@ -190,11 +89,6 @@ class NocoDBClient:
         return ",".join((ID_FIELD, s.field_politician, s.field_photo, s.field_status))
 
     # --- reading ---------------------------------------------------------------------------
-    def list_pending_page(self, after_id: int = 0, page_size: int | None = None) -> list[Row]:
-        """Pending rows (blank status) with ``Id > after_id``, by ascending Id."""
-        rows, _, _ = self._list_page(after_id, page_size or self._settings.page_size)
-        return rows
-
     def iter_pending(self, limit: int | None = None) -> Iterator[Row]:
         """Every pending row, page by page (``Id > last seen``), at most ``limit`` of them."""
         return self.iter_rows(limit=limit)
@@ -232,7 +126,7 @@ class NocoDBClient:
             "offset": "0",
             "fields": self._fields_param(),
         }
-        data = self._request("GET", self._records_path, "records.list", params=params)
+        data = self._transport.request("GET", self._records_path, "records.list", params=params)
         items = data.get("list") if isinstance(data, dict) else None
         if not isinstance(items, list):
             raise NocoDBRequestError(f"GET {self._records_path}: answer has no 'list'")
@@ -248,7 +142,7 @@ class NocoDBClient:
 
     def count_pending(self) -> int:
         """How many rows wait for moderation (for status output and metrics)."""
-        data = self._request(
+        data = self._transport.request(
             "GET",
             f"{self._records_path}/count",
             "records.count",
@@ -262,7 +156,7 @@ class NocoDBClient:
     def get_row(self, row_id: int) -> Row:
         """One row as it is now; :class:`RowGone` when it was deleted."""
         path = f"{self._records_path}/{int(row_id)}"
-        data = self._request(
+        data = self._transport.request(
             "GET", path, "records.get", params={"fields": self._fields_param()}, gone_on_404=True
         )
         row = parse_row(data, self._settings)
@@ -278,7 +172,7 @@ class NocoDBClient:
         passed the origin/allow-list check (the DNS half runs in :func:`attachments.fetch`).
         """
         if attachment.signed_path:
-            url = f"{self._base}/{attachment.signed_path.lstrip('/')}"
+            url = f"{self._transport.base}/{attachment.signed_path.lstrip('/')}"
         elif attachment.signed_url or attachment.url:
             url = attachment.signed_url or attachment.url or ""
         else:
@@ -287,7 +181,7 @@ class NocoDBClient:
                 "when NocoDB runs with NC_SECURE_ATTACHMENTS)"
             )
         attachments.check_origin(
-            url, allowed_origins=self._origins, allowed_hosts=self._settings.allowed_hosts
+            url, allowed_origins=self._transport.origins, allowed_hosts=self._settings.allowed_hosts
         )
         return url
 
@@ -319,25 +213,7 @@ class NocoDBClient:
         )
 
     def _fetch(self, attachment: Attachment) -> bytes:
-        url = self.attachment_url(attachment)
-        s = self._settings
-        started = time.monotonic()
-        outcome = "error"
-        try:
-            data = attachments.fetch(
-                self._session,
-                url,
-                allowed_origins=self._origins,
-                allowed_hosts=s.allowed_hosts,
-                max_bytes=s.max_download_bytes,
-                connect_timeout=s.connect_timeout,
-                read_timeout=s.read_timeout,
-                expected_size=attachment.size,
-            )
-            outcome = "ok"
-            return data
-        finally:
-            self._observe("attachment.download", outcome, time.monotonic() - started)
+        return self._transport.download(self.attachment_url(attachment), attachment.size)
 
     # --- acting ------------------------------------------------------------------------------
     def approve(self, row_id: int, reason_text: str) -> str:
@@ -355,7 +231,7 @@ class NocoDBClient:
             if self._settings.reject_action == "tag":
                 self._patch(row_id, self._settings.status_rejected, reason_text)
                 return "tagged_rejected"
-            self._request(
+            self._transport.request(
                 "DELETE", self._records_path, "records.delete", body=[{ID_FIELD: int(row_id)}]
             )
         except RowGone:
@@ -366,13 +242,13 @@ class NocoDBClient:
         record: dict[str, Any] = {ID_FIELD: int(row_id), self._settings.field_status: status}
         if self._settings.field_reason:
             record[self._settings.field_reason] = reason_text
-        self._request("PATCH", self._records_path, "records.update", body=[record])
+        self._transport.request("PATCH", self._records_path, "records.update", body=[record])
 
     # --- schema and health ----------------------------------------------------------------
     def table_schema(self) -> TableSchema:
         """Column titles, types and select options of the table."""
         path = f"/api/v2/meta/tables/{self._table}"
-        data = self._request("GET", path, "meta.table")
+        data = self._transport.request("GET", path, "meta.table")
         if not isinstance(data, dict) or not isinstance(data.get("columns"), list):
             raise NocoDBRequestError(f"GET {path}: answer has no 'columns'")
         return parse_schema(self._table, data)
@@ -387,189 +263,9 @@ class NocoDBClient:
         Proves the URL, the token and the table id at once.
         """
         started = time.monotonic()
-        self._request(
-            "GET",
-            self._records_path,
-            "ping",
-            params={"limit": "1", "fields": ID_FIELD},
-            retry=False,
-        )
+        params = {"limit": "1", "fields": ID_FIELD}
+        self._transport.request("GET", self._records_path, "ping", params=params, retry=False)
         return time.monotonic() - started
-
-    # --- HTTP -----------------------------------------------------------------------------------
-    def _request(
-        self,
-        method: str,
-        path: str,
-        operation: str,
-        *,
-        params: Mapping[str, str] | None = None,
-        body: Any = None,
-        retry: bool = True,
-        gone_on_404: bool = False,
-    ) -> Any:
-        """Send with retries, map the final status to our errors, return the parsed JSON."""
-        budget = self._settings.retry_seconds
-        retrying = Retrying(
-            stop=stop_before_delay(budget) if retry else stop_after_attempt(1),
-            wait=self._wait,
-            retry=retry_if_exception_type(_Transient),
-            reraise=True,
-            sleep=self._sleep,
-            before_sleep=self._log_retry(method, path),
-        )
-        started = time.monotonic()
-        try:
-            response = retrying(self._send_once, method, path, operation, params, body)
-        except _Transient as exc:
-            attempts = retrying.statistics.get("attempt_number", 1)
-            cause = exc.cause
-            if exc.retry_after is not None:
-                cause += f", Retry-After {exc.retry_after:.0f} s"
-            elapsed = time.monotonic() - started
-            raise NocoDBUnavailable(
-                f"{method} {path}: {cause} (gave up after {attempts} attempt(s) in {elapsed:.1f} s)"
-            ) from None
-        return _result(method, path, response, self._table, gone_on_404=gone_on_404)
-
-    def _send_once(
-        self,
-        method: str,
-        path: str,
-        operation: str,
-        params: Mapping[str, str] | None,
-        body: Any,
-    ) -> requests.Response:
-        """One attempt. Transient outcomes raise :class:`_Transient`; others are returned."""
-        s = self._settings
-        started = time.monotonic()
-        failure: str | None = None
-        try:
-            response = self._session.request(
-                method,
-                self._base + path,
-                params=params,
-                json=body,
-                auth=self._auth,
-                timeout=(s.connect_timeout, s.read_timeout),
-                allow_redirects=False,
-            )
-        except requests.RequestException as exc:
-            # Raised below, outside this block: the requests exception (and its urllib3
-            # context, whose frames hold the headers) must not ride along as __context__.
-            failure = attachments.describe_request_error(exc)
-        elapsed = time.monotonic() - started
-        if failure is not None:
-            self._observe(operation, "timeout" if "timeout" in failure else "error", elapsed)
-            log.debug("nocodb.request", method=method, path=path, error=failure)
-            raise _Transient(failure)
-        status = response.status_code
-        self._observe(operation, str(status), elapsed)
-        log.debug(
-            "nocodb.request", method=method, path=path, status=status, ms=round(elapsed * 1000)
-        )
-        if status in TRANSIENT_STATUSES or status >= 500:
-            raise _Transient(
-                f"HTTP {status}", retry_after=parse_retry_after(response.headers.get("Retry-After"))
-            )
-        return response
-
-    def _wait(self, state: RetryCallState) -> float:
-        """``Retry-After`` when the server gave one, else jittered exponential backoff."""
-        exc = state.outcome.exception() if state.outcome is not None else None
-        if isinstance(exc, _Transient) and exc.retry_after is not None:
-            return exc.retry_after
-        return backoff_seconds(state.attempt_number)
-
-    @staticmethod
-    def _log_retry(method: str, path: str) -> Callable[[RetryCallState], None]:
-        def before_sleep(state: RetryCallState) -> None:
-            exc = state.outcome.exception() if state.outcome is not None else None
-            log.info(
-                "nocodb.retry",
-                method=method,
-                path=path,
-                cause=exc.cause if isinstance(exc, _Transient) else "?",
-                attempt=state.attempt_number,
-                wait=round(state.upcoming_sleep, 2),
-            )
-
-        return before_sleep
-
-    def _observe(self, operation: str, outcome: str, seconds: float) -> None:
-        if self._observer is not None:
-            self._observer(operation, outcome, seconds)
-
-
-def backoff_seconds(attempt: int, base: float = 0.2, cap: float = 5.0) -> float:
-    """Exponential backoff with jitter, so several daemons do not retry in lockstep."""
-    return min(cap, base * 2.0 ** max(attempt - 1, 0)) + random.uniform(0, base)  # noqa: S311
-
-
-# --- responses ------------------------------------------------------------------------------
-def _result(
-    method: str, path: str, response: requests.Response, table: str, *, gone_on_404: bool
-) -> Any:
-    """The parsed body of a 2xx; every other status becomes the error the caller must see."""
-    status = response.status_code
-    if 200 <= status < 300:
-        return _json_body(method, path, response)
-    code, message = _error_info(response)
-    where = f"{method} {path}: HTTP {status}" + (f" {code}" if code else "")
-    if status in (401, 403):
-        raise NocoDBAuthError(f"{where}: NocoDB rejected the API token (check nocodb_token)")
-    if status == 404:
-        _raise_not_found(where, code, message, table, gone_on_404)
-    if 300 <= status < 400:
-        raise NocoDBRequestError(f"{where}: unexpected redirect (check nocodb_url)")
-    raise NocoDBRequestError(f"{where}: {message}" if message else where)
-
-
-def _raise_not_found(where: str, code: str, message: str, table: str, gone_on_404: bool) -> None:
-    upper = code.upper()
-    if "TABLE" in upper or "BASE" in upper:
-        raise NocoDBAuthError(
-            f"{where}: table {table!r} not found (check table_id, and that the token's "
-            "user can see its base)"
-        )
-    if "RECORD" in upper or "ROW" in upper or gone_on_404:
-        raise RowGone(f"{where}: the row no longer exists")
-    if "FIELD" in upper or "COLUMN" in upper:
-        raise SchemaError(f"{where}: {message or 'a configured field is missing'}")
-    if not code:
-        # Not NocoDB's own answer: it is still starting (its API routes are mounted after
-        # the socket opens) or a proxy in front answered. Transient: try again later.
-        raise NocoDBUnavailable(f"{where}: not found, without a NocoDB error (starting up?)")
-    raise NocoDBRequestError(f"{where}: {message}" if message else where)
-
-
-def _json_body(method: str, path: str, response: requests.Response) -> Any:
-    if not response.content:
-        return None
-    try:
-        return response.json()
-    except ValueError:
-        raise NocoDBUnavailable(f"{method} {path}: answer is not JSON (a proxy page?)") from None
-
-
-def _error_info(response: requests.Response) -> tuple[str, str]:
-    """(error code, message) from NocoDB's error JSON, cleaned and shortened; may be empty."""
-    try:
-        data = response.json()
-    except ValueError:
-        return "", ""
-    if not isinstance(data, dict):
-        return "", ""
-    code = data.get("error")
-    message = data.get("message") or data.get("msg")
-    return _clean(code if isinstance(code, str) else ""), _clean(
-        message if isinstance(message, str) else ""
-    )
-
-
-def _clean(text: str, limit: int = 300) -> str:
-    printable = "".join(ch if ch.isprintable() else " " for ch in text).strip()
-    return printable[:limit]
 
 
 def _where_value(value: str) -> str:
