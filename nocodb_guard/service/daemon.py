@@ -18,8 +18,9 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import BrokenExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
@@ -27,12 +28,12 @@ from typing import Any
 import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from nocodb_guard.errors import AlreadyRunning, GuardError, NocoDBUnavailable, Stop
+from nocodb_guard.errors import AlreadyRunning, ConfigError, GuardError, NocoDBUnavailable, Stop
 from nocodb_guard.faces.see import PipelineConfig
 from nocodb_guard.faces.workers import make_analyzer
 from nocodb_guard.runtime import Runtime, build_runtime
 from nocodb_guard.service.health import write_heartbeat
-from nocodb_guard.service.locking import sweep_lock
+from nocodb_guard.service.locking import check_state_dir, sweep_lock
 from nocodb_guard.service.metrics import Metrics
 from nocodb_guard.service.notify import SystemdNotifier
 from nocodb_guard.service.signals import Flags
@@ -131,17 +132,7 @@ class Daemon:
 
     # --- lifecycle ------------------------------------------------------------------------------
     def start(self, startup: StartupReport) -> None:
-        if self._settings.metrics_port:
-            self._metrics.start_server(self._settings.metrics_host, self._settings.metrics_port)
-        if self._settings.webhook_port:
-            secret = self._settings.webhook_secret
-            self._webhook = WebhookServer(
-                self._settings.webhook_host,
-                self._settings.webhook_port,
-                secret.get_secret_value() if secret else "",
-                self.trigger,
-            )
-            self._webhook.start()
+        self._listen()
         self._scheduler.add_job(
             self._tick,
             "interval",
@@ -157,6 +148,23 @@ class Daemon:
         self._notifier.ready()
         self._notifier.status(f"ready: {startup.summary}")
         log.info("daemon_ready", **startup.as_log())
+
+    def _listen(self) -> None:
+        """Open the optional listeners; a port that is taken is a settings error (exit 2)."""
+        settings = self._settings
+        if settings.metrics_port:
+            with _listening("metrics_port", settings.metrics_host, settings.metrics_port):
+                self._metrics.start_server(settings.metrics_host, settings.metrics_port)
+        if settings.webhook_port:
+            secret = settings.webhook_secret
+            self._webhook = WebhookServer(
+                settings.webhook_host,
+                settings.webhook_port,
+                secret.get_secret_value() if secret else "",
+                self.trigger,
+            )
+            with _listening("webhook_port", settings.webhook_host, settings.webhook_port):
+                self._webhook.start()
 
     def wait(self) -> None:
         """Main thread: wait for a stop, pinging the watchdog only while ticks are alive."""
@@ -269,6 +277,15 @@ class Daemon:
             log.warning("face_workers_restarted")
 
 
+@contextmanager
+def _listening(setting: str, host: str, port: int) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ConfigError(f"{setting}: cannot listen on {host}:{port} ({reason})") from None
+
+
 def _counts(summary: dict[str, Any]) -> dict[str, int]:
     return {k: int(v) for k, v in summary.items() if isinstance(v, int) and not isinstance(v, bool)}
 
@@ -278,6 +295,7 @@ def run_daemon(
     runtime_factory: Callable[[Settings], Runtime] | None = None,
 ) -> int:
     """Start, serve until SIGTERM/SIGINT, stop cleanly. Returns the exit code."""
+    check_state_dir(settings.state_dir)
     flags = Flags()
     flags.install_signal_handlers()
     metrics = Metrics(enabled=settings.metrics_port > 0)
@@ -294,7 +312,12 @@ def run_daemon(
         runtime.close()
         return 0
     daemon = Daemon(settings, runtime, flags, metrics)
-    daemon.start(startup)
+    try:
+        daemon.start(startup)
+    except ConfigError:
+        metrics.stop_server()
+        runtime.close()
+        raise
     daemon.wait()
     return daemon.stop()
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from nocodb_guard.errors import ConfigError
 from nocodb_guard.faces.references import ReferenceStore
 from nocodb_guard.safefiles import open_private, private_dir
 from nocodb_guard.service.locking import LOCK_NAME, sweep_lock
@@ -27,7 +28,7 @@ def test_a_sweep_lock_planted_as_a_symlink_is_refused_and_its_target_untouched(
     state = tmp_path / "state"
     state.mkdir()
     (state / LOCK_NAME).symlink_to(precious)
-    with pytest.raises(OSError), sweep_lock(state):
+    with pytest.raises(ConfigError, match="state_dir"), sweep_lock(state):
         pass
     assert precious.read_text() == "keep me\n"
 
