@@ -212,7 +212,7 @@ def fetch(
     check_url(url, allowed_origins=allowed_origins, allowed_hosts=allowed_hosts, resolver=resolver)
     ref = url_ref(url)
     if deadline_seconds is None:
-        deadline_seconds = connect_timeout + 2 * read_timeout
+        deadline_seconds = default_deadline(connect_timeout, read_timeout)
     started = time.monotonic()
     response = _open(session, url, ref, connect_timeout, read_timeout)
     with closing(response):
@@ -274,6 +274,15 @@ def _declared_length(response: requests.Response) -> int | None:
     except ValueError:
         return None
     return value if value >= 0 else None
+
+
+def default_deadline(connect_timeout: float, read_timeout: float) -> float:
+    """The whole-download deadline of :func:`fetch`: a connection, then two reads' worth.
+
+    A fetch can outlast it by one read (the one in progress when it passes): the daemon's
+    stall bound counts that too.
+    """
+    return connect_timeout + 2 * read_timeout
 
 
 def _read_capped(response: requests.Response, ref: str, max_bytes: int, deadline: float) -> bytes:

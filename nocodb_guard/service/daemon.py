@@ -28,6 +28,7 @@ from typing import Any
 import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from nocodb_guard import attachments
 from nocodb_guard.errors import AlreadyRunning, ConfigError, GuardError, NocoDBUnavailable, Stop
 from nocodb_guard.faces.see import PipelineConfig
 from nocodb_guard.faces.workers import make_analyzer
@@ -54,13 +55,26 @@ IDLE_SLACK_SECONDS = 60.0
 
 
 def stall_bound(settings: Settings) -> float:
-    """Seconds a healthy tick may go without finishing a row.
+    """Seconds a healthy tick may go without finishing a row: the worst healthy row.
 
-    The worst healthy row waits for each attachment and for the list/read/act calls, each
-    bounded by the retry budget plus one request's timeouts, then for its analysis.
+    Worked out from the limit of each step, because a bound that is too short has the
+    watchdog kill a healthy daemon (issue 14: 880 s, while a row with five expired links
+    can take longer). With the defaults, 95 s per API call and per download:
+
+    - an API call: its retry budget, then one last attempt's connect and read timeouts;
+    - a download: :func:`attachments.default_deadline` plus the read in progress then;
+    - an attachment whose signed link expired: download (404), re-read the row for a
+      fresh link (a call), download again;
+    - the row: the page listing it (a call), its attachments, the re-read before acting
+      and the act itself (two calls), then the analysis of its pictures.
     """
-    per_request = settings.retry_seconds + settings.connect_timeout + settings.read_timeout
-    return (settings.max_attachments + 3) * per_request + ANALYSIS_SLACK_SECONDS
+    call = settings.retry_seconds + settings.connect_timeout + settings.read_timeout
+    download = (
+        attachments.default_deadline(settings.connect_timeout, settings.read_timeout)
+        + settings.read_timeout
+    )
+    expired_link = download + call + download
+    return 3 * call + settings.max_attachments * expired_link + ANALYSIS_SLACK_SECONDS
 
 
 class Liveness:

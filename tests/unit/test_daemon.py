@@ -7,8 +7,10 @@ tests/integration/test_daemon.py.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -19,10 +21,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
-from nocodb_guard.errors import NocoDBUnavailable
+from nocodb_guard import attachments
+from nocodb_guard.errors import DownloadFailed, NocoDBUnavailable
 from nocodb_guard.models import RowOutcome
-from nocodb_guard.service.daemon import Daemon, Liveness, stall_bound, stoppable_sleep
+from nocodb_guard.service.daemon import (
+    ANALYSIS_SLACK_SECONDS,
+    Daemon,
+    Liveness,
+    stall_bound,
+    stoppable_sleep,
+)
 from nocodb_guard.service.health import read_heartbeat
 from nocodb_guard.service.metrics import Metrics, request_error_kind
 from nocodb_guard.service.notify import SystemdNotifier
@@ -82,10 +92,46 @@ def test_a_finished_tick_restarts_the_idle_clock() -> None:
     assert liveness.alive()
 
 
-def test_the_stall_bound_covers_the_worst_healthy_row() -> None:
+def test_the_stall_bound_covers_a_healthy_row_with_five_expired_links() -> None:
+    """Worked out independently, step by step, with the default timeouts (issue 14)."""
     settings = Settings(retry_seconds=60, connect_timeout=5, read_timeout=30, max_attachments=5)
-    # 5 downloads + list, re-read and act, each up to its retry budget and timeouts.
-    assert stall_bound(settings) == 8 * 95 + 120
+    call = 60 + 5 + 30  # retry budget, then one more attempt: connect + read
+    fetch = 5 + 2 * 30 + 30  # measured below: the deadline plus the read in progress then
+    expired_link = fetch + call + fetch  # 404, re-read the row for a fresh link, fetch again
+    row = call + 5 * expired_link + call + call  # list; five files; re-read; act
+    assert stall_bound(settings) >= row + ANALYSIS_SLACK_SECONDS
+    assert stall_bound(settings) > 880, "the old bound could kill a healthy daemon"
+
+
+def test_a_download_dripping_bytes_ends_within_its_deadline_plus_one_read() -> None:
+    """The ``fetch`` term of the stall bound, measured against a real dripping server."""
+    connect, read = 0.2, 0.3
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        dripping = threading.Thread(target=_drip, args=(listener, read * 0.9), daemon=True)
+        dripping.start()
+        started = time.monotonic()
+        with pytest.raises(DownloadFailed, match="deadline"):
+            attachments.fetch(
+                requests.Session(), f"http://127.0.0.1:{port}/a.jpg",
+                allowed_origins=frozenset({f"http://127.0.0.1:{port}"}), allowed_hosts=(),
+                max_bytes=10**6, connect_timeout=connect, read_timeout=read,
+            )
+        took = time.monotonic() - started
+    assert attachments.default_deadline(connect, read) < took
+    assert took <= attachments.default_deadline(connect, read) + read + 0.1
+
+
+def _drip(listener: socket.socket, pause: float) -> None:
+    """Answer one request with a 1 MB body sent one byte per ``pause`` seconds."""
+    conn, _ = listener.accept()
+    with conn:
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n")
+        with contextlib.suppress(OSError):
+            for _ in range(100):
+                conn.sendall(b"x")
+                time.sleep(pause)
 
 
 # --------------------------------------------------------------------------- stoppable sleep
