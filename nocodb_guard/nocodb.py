@@ -61,7 +61,7 @@ from nocodb_guard.errors import (
     SchemaError,
     UrlNotAllowed,
 )
-from nocodb_guard.models import Attachment, Row
+from nocodb_guard.models import Action, Attachment, Row
 from nocodb_guard.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -355,12 +355,12 @@ class NocoDBClient:
             self._observe("attachment.download", outcome, time.monotonic() - started)
 
     # --- acting ------------------------------------------------------------------------------
-    def approve(self, row_id: int, reason_text: str) -> str:
+    def approve(self, row_id: int, reason_text: str) -> Action:
         """Tag the row approved (and explain why); :class:`RowGone` if it vanished."""
         self._patch(row_id, self._settings.status_approved, reason_text)
-        return "approved"
+        return Action.APPROVED
 
-    def reject(self, row_id: int, reason_text: str) -> str:
+    def reject(self, row_id: int, reason_text: str) -> Action:
         """Delete the row, or tag it rejected (``reject_action = "tag"``).
 
         A row that is already gone counts as done (``"already_gone"``): the goal, the row not
@@ -369,13 +369,13 @@ class NocoDBClient:
         try:
             if self._settings.reject_action == "tag":
                 self._patch(row_id, self._settings.status_rejected, reason_text)
-                return "tagged_rejected"
+                return Action.TAGGED_REJECTED
             self._request(
                 "DELETE", self._records_path, "records.delete", body=[{ID_FIELD: int(row_id)}]
             )
         except RowGone:
-            return "already_gone"
-        return "deleted"
+            return Action.ALREADY_GONE
+        return Action.DELETED
 
     def _patch(self, row_id: int, status: str, reason_text: str) -> None:
         record: dict[str, Any] = {ID_FIELD: int(row_id), self._settings.field_status: status}

@@ -34,6 +34,7 @@ from nocodb_guard.errors import (
 from nocodb_guard.faces.references import ReferenceSet
 from nocodb_guard.faces.workers import Analyzer
 from nocodb_guard.models import (
+    Action,
     Attachment,
     Decision,
     PictureAnalysis,
@@ -58,9 +59,9 @@ class Client(Protocol):
 
     def download(self, attachment: Attachment, row_id: int) -> bytes: ...
 
-    def approve(self, row_id: int, reason_text: str) -> str: ...
+    def approve(self, row_id: int, reason_text: str) -> Action: ...
 
-    def reject(self, row_id: int, reason_text: str) -> str: ...
+    def reject(self, row_id: int, reason_text: str) -> Action: ...
 
 
 class References(Protocol):
@@ -214,7 +215,7 @@ class Sweeper:
                 Verdict.DEFERRED, Reason.TRANSIENT_ERROR, f"internal error: {type(exc).__name__}"
             )
             now = time.perf_counter()
-            return self._outcome(prepared, decision, "none", [], now, now)
+            return self._outcome(prepared, decision, Action.NONE, [], now, now)
 
     # --- stages -------------------------------------------------------------------------------
     def _fill(
@@ -283,7 +284,7 @@ class Sweeper:
         analysed = time.perf_counter()
         if prepared.gone:
             decision = Decision(Verdict.DEFERRED, Reason.TRANSIENT_ERROR, "row vanished")
-            return self._outcome(prepared, decision, "gone", pictures, started, analysed)
+            return self._outcome(prepared, decision, Action.GONE, pictures, started, analysed)
         decision = decide(
             RowEvidence(
                 politician=row.politician,
@@ -309,34 +310,34 @@ class Sweeper:
             return self._tolerance_for(prepared.row.politician)
         return self._options.tolerance
 
-    def _act(self, row: Row, decision: Decision) -> str:
+    def _act(self, row: Row, decision: Decision) -> Action:
         if self._options.dry_run:
-            return "dry_run"
+            return Action.DRY_RUN
         if decision.verdict is Verdict.DEFERRED:
-            return "none"
+            return Action.NONE
         if self._options.recheck_approved:
             return self._act_recheck(row, decision)
         try:
             if decision.verdict is Verdict.APPROVED:
                 return self._client.approve(row.id, decision.explanation)
             if not self._unchanged(row):
-                return "changed_meanwhile"
+                return Action.CHANGED_MEANWHILE
             return self._client.reject(row.id, decision.explanation)
         except RowGone:
-            return "gone"
+            return Action.GONE
 
-    def _act_recheck(self, row: Row, decision: Decision) -> str:
+    def _act_recheck(self, row: Row, decision: Decision) -> Action:
         """An approved row that now fails is reported, and only acted on with ``apply``."""
         if decision.verdict is Verdict.APPROVED:
-            return "still_approved"
+            return Action.STILL_APPROVED
         if not self._options.apply:
-            return "would_reject"
+            return Action.WOULD_REJECT
         try:
             if not self._unchanged(row):
-                return "changed_meanwhile"
+                return Action.CHANGED_MEANWHILE
             return self._client.reject(row.id, decision.explanation)
         except RowGone:
-            return "gone"
+            return Action.GONE
 
     def _unchanged(self, row: Row) -> bool:
         """Deleting is irreversible: read the row again and act only if nobody touched it."""
@@ -350,7 +351,7 @@ class Sweeper:
         self,
         prepared: _Prepared,
         decision: Decision,
-        action: str,
+        action: Action,
         pictures: list[PictureAnalysis],
         started: float,
         analysed: float,
@@ -380,7 +381,7 @@ class Sweeper:
             reason=decision.reason.value,
             distance=None if decision.distance is None else round(decision.distance, 4),
             tolerance=decision.tolerance,
-            action=outcome.action,
+            action=outcome.action.value,
             explanation=decision.explanation,
             faces=[len(p.faces) for p in outcome.pictures],
             **outcome.timings,

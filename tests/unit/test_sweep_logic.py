@@ -18,6 +18,7 @@ from nocodb_guard.errors import DownloadFailed, RowGone, UrlNotAllowed
 from nocodb_guard.faces.references import ReferenceSet
 from nocodb_guard.faces.workers import References
 from nocodb_guard.models import (
+    Action,
     Attachment,
     FaceBox,
     PictureAnalysis,
@@ -115,17 +116,17 @@ class FakeClient:
             raise value
         return value
 
-    def approve(self, row_id: int, reason_text: str) -> str:
+    def approve(self, row_id: int, reason_text: str) -> Action:
         if row_id not in self.rows:
             raise RowGone(f"row {row_id} no longer exists")
         self.approved[row_id] = reason_text
         self.rows[row_id] = replace(self.rows[row_id], status="approved")
-        return "approved"
+        return Action.APPROVED
 
-    def reject(self, row_id: int, reason_text: str) -> str:
+    def reject(self, row_id: int, reason_text: str) -> Action:
         self.deleted.append(row_id)
         self.rows.pop(row_id, None)
-        return "deleted"
+        return Action.DELETED
 
 
 class FakeReferences:
@@ -169,7 +170,7 @@ def test_a_pass_approves_the_match_and_deletes_the_others_with_their_reasons() -
 
     outcomes = by_id(result.outcomes)
     assert outcomes[1].decision.verdict is Verdict.APPROVED
-    assert outcomes[1].action == "approved"
+    assert outcomes[1].action is Action.APPROVED
     assert client.approved[1] == "1 face, distance 0.30 to Grace Hopper (demo) (tolerance 0.60)"
     assert outcomes[2].decision.reason is Reason.NO_MATCH
     assert outcomes[3].decision.reason is Reason.MULTIPLE_FACES
@@ -193,7 +194,7 @@ def test_dry_run_decides_everything_and_changes_nothing() -> None:
 
     result = sweeper(client, dry_run=True).run()
 
-    assert {o.action for o in result.outcomes} == {"dry_run"}
+    assert {o.action for o in result.outcomes} == {Action.DRY_RUN}
     assert [o.decision.verdict for o in result.outcomes] == [
         Verdict.APPROVED, Verdict.REJECTED, Verdict.REJECTED,
     ]
@@ -214,8 +215,8 @@ def test_a_row_edited_by_an_admin_between_listing_and_acting_is_not_deleted() ->
 
     outcomes = by_id(result.outcomes)
     assert outcomes[2].decision.verdict is Verdict.REJECTED
-    assert outcomes[2].action == "changed_meanwhile"
-    assert outcomes[3].action == "changed_meanwhile"
+    assert outcomes[2].action is Action.CHANGED_MEANWHILE
+    assert outcomes[3].action is Action.CHANGED_MEANWHILE
     assert client.deleted == []
     assert set(client.rows) == {1, 2, 3}
 
@@ -226,7 +227,7 @@ def test_a_row_whose_status_an_admin_set_meanwhile_is_not_deleted() -> None:
 
     result = sweeper(client).run()
 
-    assert by_id(result.outcomes)[2].action == "changed_meanwhile"
+    assert by_id(result.outcomes)[2].action is Action.CHANGED_MEANWHILE
     assert client.deleted == []
 
 
@@ -236,7 +237,7 @@ def test_a_row_deleted_by_an_admin_before_acting_counts_as_gone() -> None:
 
     result = sweeper(client).run()
 
-    assert by_id(result.outcomes)[2].action == "gone"
+    assert by_id(result.outcomes)[2].action is Action.GONE
     assert client.deleted == []
 
 
@@ -250,7 +251,7 @@ def test_a_transient_download_failure_defers_the_row_untouched() -> None:
     assert outcome.decision.verdict is Verdict.DEFERRED
     assert outcome.decision.reason is Reason.TRANSIENT_ERROR
     assert "connection reset" in outcome.decision.explanation
-    assert outcome.action == "none"
+    assert outcome.action is Action.NONE
     assert 2 in client.rows and 2 not in client.deleted
     assert result.deferred == 1
 
@@ -275,7 +276,7 @@ def test_a_row_that_vanished_while_downloading_is_deferred_not_acted_on() -> Non
 
     outcome = by_id(result.outcomes)[2]
     assert outcome.decision.verdict is Verdict.DEFERRED
-    assert outcome.action == "gone"
+    assert outcome.action is Action.GONE
     assert client.deleted == [3]
 
 
@@ -287,7 +288,7 @@ def test_a_politician_without_references_defers_its_rows() -> None:
 
     outcome = by_id(result.outcomes)[4]
     assert outcome.decision.reason is Reason.UNKNOWN_POLITICIAN
-    assert outcome.action == "none"
+    assert outcome.action is Action.NONE
     assert 4 in client.rows
 
 
