@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Literal
 
 
 class Verdict(StrEnum):
@@ -40,10 +41,8 @@ class Reason(StrEnum):
     TRANSIENT_ERROR = "transient_error"
 
 
-#: Reasons a single picture can fail on, before any face is compared.
-PICTURE_PROBLEMS = frozenset(
-    {Reason.NOT_AN_IMAGE, Reason.UNREADABLE, Reason.TOO_LARGE}
-)
+PictureProblem = Literal[Reason.NOT_AN_IMAGE, Reason.UNREADABLE, Reason.TOO_LARGE]
+"""Reasons a single picture can fail on, before any face is compared."""
 
 
 class Action(StrEnum):
@@ -106,7 +105,7 @@ class PictureAnalysis:
     """
 
     name: str
-    problem: Reason | None = None
+    problem: PictureProblem | None = None
     detail: str = ""
     format: str | None = None
     original_size: tuple[int, int] | None = None

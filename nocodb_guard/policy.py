@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nocodb_guard.models import Decision, PictureAnalysis, Reason, Verdict
+from nocodb_guard.models import Decision, PictureAnalysis, PictureProblem, Reason, Verdict
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ def _picture_problem(picture: PictureAnalysis, label: str) -> Decision | None:
     return None
 
 
-_PROBLEM_WORDS = {
+_PROBLEM_WORDS: dict[PictureProblem, str] = {
     Reason.NOT_AN_IMAGE: "is not an image",
     Reason.UNREADABLE: "is corrupt or truncated",
     Reason.TOO_LARGE: "is too large",

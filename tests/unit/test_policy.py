@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from nocodb_guard.models import FaceBox, PictureAnalysis, Reason, Verdict
+from nocodb_guard.models import FaceBox, PictureAnalysis, PictureProblem, Reason, Verdict
 from nocodb_guard.policy import RowEvidence, decide
 
 FACE = FaceBox(top=10, right=110, bottom=110, left=10)
 OTHER_FACE = FaceBox(top=10, right=310, bottom=110, left=210)
 
 
-def pic(faces: int = 1, distance: float | None = 0.4, problem: Reason | None = None,
+def pic(faces: int = 1, distance: float | None = 0.4, problem: PictureProblem | None = None,
         ignored: int = 0) -> PictureAnalysis:
     boxes = (FACE, OTHER_FACE, OTHER_FACE)[:faces]
     distances = (distance,) if distance is not None and faces == 1 else ()
