@@ -78,7 +78,6 @@ class Recorder(Protocol):
 class SweepOptions:
     dry_run: bool = False
     limit: int | None = None
-    tolerance: float = 0.6
     max_attachments: int = 5
     prefetch: int = 4
     """Rows downloaded and analysed ahead of the one being acted on."""
@@ -157,14 +156,12 @@ class Sweeper:
         analyzer: Analyzer,
         options: SweepOptions,
         recorders: tuple[Recorder, ...] = (),
-        tolerance_for: Callable[[str], float] | None = None,
     ) -> None:
         self._client = client
         self._references = references
         self._analyzer = analyzer
         self._options = options
         self._recorders = recorders
-        self._tolerance_for = tolerance_for
 
     def run(
         self,
@@ -288,13 +285,12 @@ class Sweeper:
         decision = decide(
             RowEvidence(
                 politician=row.politician,
-                has_references=prepared.references is not None,
+                tolerance=None if prepared.references is None else prepared.references.tolerance,
                 attachment_count=len(row.attachments),
                 pictures=tuple(pictures),
                 failure=prepared.failure,
                 failure_detail=prepared.failure_detail,
             ),
-            tolerance=self._tolerance(prepared),
             max_attachments=self._options.max_attachments,
         )
         if self._options.recheck_approved and decision.verdict is Verdict.REJECTED:
@@ -302,13 +298,6 @@ class Sweeper:
             decision = replace(decision, explanation=f"re-check: {decision.explanation}")
         action = self._act(row, decision)
         return self._outcome(prepared, decision, action, pictures, started, analysed)
-
-    def _tolerance(self, prepared: _Prepared) -> float:
-        if prepared.references is not None:
-            return prepared.references.tolerance
-        if self._tolerance_for is not None and prepared.row.politician:
-            return self._tolerance_for(prepared.row.politician)
-        return self._options.tolerance
 
     def _act(self, row: Row, decision: Decision) -> Action:
         if self._options.dry_run:

@@ -179,6 +179,20 @@ def test_a_pass_approves_the_match_and_deletes_the_others_with_their_reasons() -
     assert result.summary()["rejected_by_reason"] == {"no_match": 1, "multiple_faces": 1}
 
 
+def test_each_politician_is_judged_at_the_tolerance_of_its_own_reference_set() -> None:
+    strict = replace(REFERENCES, label="Ada Lovelace", tolerance=0.25)
+    client = FakeClient(content={"match.jpg": b"match"})
+    client.add(1, "match.jpg")
+    client.add(2, "match.jpg", politician="Ada Lovelace")
+    references = FakeReferences({GRACE: REFERENCES, "Ada Lovelace": strict})
+
+    result = Sweeper(client, references, FakeAnalyzer(), SweepOptions()).run()
+
+    grace, ada = by_id(result.outcomes)[1].decision, by_id(result.outcomes)[2].decision
+    assert (grace.verdict, grace.tolerance) == (Verdict.APPROVED, 0.6)
+    assert (ada.reason, ada.tolerance) == (Reason.NO_MATCH, 0.25)
+
+
 def test_outcomes_come_in_row_order_even_with_prefetching() -> None:
     client = FakeClient(content={"match.jpg": b"match"})
     for row_id in range(1, 13):
