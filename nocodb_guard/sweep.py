@@ -17,7 +17,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeAlias
 
 import structlog
 
@@ -132,18 +132,51 @@ class SweepResult:
         return text + (f" ({self.error})" if self.error else "")
 
 
+@dataclass(frozen=True)
+class _Deferral:
+    """An attachment that cannot be seen now (transient error, URL not allowed)."""
+
+    reason: Reason
+    detail: str
+
+
+_Slot: TypeAlias = Future[PictureAnalysis] | PictureAnalysis | _Deferral
+"""One attachment: being analysed, refused while downloading (``too_large``), or deferred."""
+
+
 @dataclass
 class _Prepared:
-    """A row whose pictures are downloaded and submitted for analysis."""
+    """A row whose pictures are downloaded and submitted for analysis.
+
+    One slot per attachment tried, in upload order: "picture N" in a reason and the audit
+    is the N-th file. A deferral ends the slots (the row waits for a later pass anyway).
+    """
 
     row: Row
     references: ReferenceSet | None
-    futures: list[Future[PictureAnalysis]] = field(default_factory=list)
-    bad_pictures: list[PictureAnalysis] = field(default_factory=list)
-    failure: Reason | None = None
-    failure_detail: str = ""
+    slots: list[_Slot] = field(default_factory=list)
     gone: bool = False
     download_seconds: float = 0.0
+
+    def pictures(self) -> list[PictureAnalysis]:
+        """Every picture seen, in upload order; waits for the face workers."""
+        return [
+            slot.result() if isinstance(slot, Future) else slot
+            for slot in self.slots
+            if not isinstance(slot, _Deferral)
+        ]
+
+    def evidence(self, pictures: list[PictureAnalysis]) -> RowEvidence:
+        """What the policy decides on: the pictures seen, and why the rest could not be."""
+        deferral = next((s for s in self.slots if isinstance(s, _Deferral)), None)
+        return RowEvidence(
+            politician=self.row.politician,
+            tolerance=None if self.references is None else self.references.tolerance,
+            attachment_count=len(self.row.attachments),
+            pictures=tuple(pictures),
+            failure=None if deferral is None else deferral.reason,
+            failure_detail="" if deferral is None else deferral.detail,
+        )
 
 
 class Sweeper:
@@ -233,9 +266,14 @@ class Sweeper:
         if len(row.attachments) > self._options.max_attachments:
             return prepared
         started = time.perf_counter()
-        for index, attachment in enumerate(row.attachments, start=1):
-            if not self._prepare_one(prepared, attachment, index):
-                break
+        try:
+            for index, attachment in enumerate(row.attachments, start=1):
+                slot = self._slot(row.id, attachment, f"picture {index}", refs)
+                prepared.slots.append(slot)
+                if isinstance(slot, _Deferral):
+                    break
+        except RowGone:
+            prepared.gone = True
         prepared.download_seconds = time.perf_counter() - started
         return prepared
 
@@ -249,50 +287,29 @@ class Sweeper:
             log.error("references_unusable", politician=row.politician, error=str(exc))
             return None
 
-    def _prepare_one(self, prepared: _Prepared, attachment: Attachment, index: int) -> bool:
-        name = f"picture {index}"
+    def _slot(self, row_id: int, attachment: Attachment, name: str, refs: ReferenceSet) -> _Slot:
+        """Download one attachment and submit it to the face workers; RowGone passes through."""
         try:
-            data = self._client.download(attachment, prepared.row.id)
+            data = self._client.download(attachment, row_id)
         except DownloadTooLarge as exc:
-            prepared.bad_pictures.append(
-                PictureAnalysis(name=name, problem=Reason.TOO_LARGE, detail=str(exc))
-            )
-            return True
+            return PictureAnalysis(name=name, problem=Reason.TOO_LARGE, detail=str(exc))
         except UrlNotAllowed as exc:
-            prepared.failure, prepared.failure_detail = Reason.URL_NOT_ALLOWED, str(exc)
-            return False
-        except RowGone:
-            prepared.gone = True
-            return False
+            return _Deferral(Reason.URL_NOT_ALLOWED, str(exc))
         except (DownloadFailed, RetryLater) as exc:
-            prepared.failure, prepared.failure_detail = Reason.TRANSIENT_ERROR, str(exc)
-            return False
-        assert prepared.references is not None
-        prepared.futures.append(
-            self._analyzer.submit(data, name, prepared.references.encodings)
-        )
-        return True
+            return _Deferral(Reason.TRANSIENT_ERROR, str(exc))
+        return self._analyzer.submit(data, name, refs.encodings)
 
     def _finish(self, prepared: _Prepared) -> RowOutcome:
         """Collect analyses, decide and act (main thread, in row order)."""
         row = prepared.row
         started = time.perf_counter()
-        pictures = [f.result() for f in prepared.futures] + prepared.bad_pictures
+        pictures = prepared.pictures()
         analysed = time.perf_counter()
         if prepared.gone:
             decision = Decision(Verdict.DEFERRED, Reason.TRANSIENT_ERROR, "row vanished")
             return self._outcome(prepared, decision, Action.GONE, pictures, started, analysed)
-        decision = decide(
-            RowEvidence(
-                politician=row.politician,
-                tolerance=None if prepared.references is None else prepared.references.tolerance,
-                attachment_count=len(row.attachments),
-                pictures=tuple(pictures),
-                failure=prepared.failure,
-                failure_detail=prepared.failure_detail,
-            ),
-            max_attachments=self._options.max_attachments,
-        )
+        evidence = prepared.evidence(pictures)
+        decision = decide(evidence, max_attachments=self._options.max_attachments)
         if self._options.recheck_approved and decision.verdict is Verdict.REJECTED:
             # Log, audit and the Reason written all say this row had been approved before.
             decision = replace(decision, explanation=f"re-check: {decision.explanation}")

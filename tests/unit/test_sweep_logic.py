@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nocodb_guard.errors import DownloadFailed, RowGone, UrlNotAllowed
+from nocodb_guard.errors import DownloadFailed, DownloadTooLarge, RowGone, UrlNotAllowed
 from nocodb_guard.faces.references import ReferenceSet
 from nocodb_guard.faces.workers import References
 from nocodb_guard.models import (
@@ -213,6 +213,21 @@ def test_dry_run_decides_everything_and_changes_nothing() -> None:
         Verdict.APPROVED, Verdict.REJECTED, Verdict.REJECTED,
     ]
     assert client.deleted == [] and client.approved == {}
+
+
+def test_the_reason_names_the_picture_by_its_place_in_the_upload() -> None:
+    """A file refused while downloading (too large) keeps its place among the analysed ones."""
+    client = FakeClient(
+        content={"big.jpg": DownloadTooLarge("over the 20 MB cap"), "match.jpg": b"match"}
+    )
+    client.add(1, "big.jpg", "match.jpg")
+
+    [outcome] = sweeper(client).run().outcomes
+
+    assert outcome.decision.reason is Reason.TOO_LARGE
+    assert outcome.decision.explanation == "picture 1 is too large: over the 20 MB cap"
+    assert [p.name for p in outcome.pictures] == ["picture 1", "picture 2"]
+    assert [p.problem for p in outcome.pictures] == [Reason.TOO_LARGE, None]
 
 
 # --- never delete what changed or what we could not see --------------------------------------
