@@ -7,7 +7,8 @@ already downloading the next rows and handing their pictures to the face workers
 window of rows in flight is bounded, so memory stays flat however long the backlog is.
 
 Safety: one bad row never stops the pass; a transient failure defers the row untouched;
-before a row is deleted it is read again, and left alone if an admin changed it meanwhile.
+before a row is deleted or approved it is read again, and left alone if an admin changed
+it meanwhile.
 """
 
 from __future__ import annotations
@@ -233,17 +234,18 @@ class Sweeper:
         return result
 
     def _next_outcome(self, future: Future[_Prepared]) -> RowOutcome:
-        """One row, guarded: a bug or a crashed worker defers this row, the pass goes on."""
+        """One row, guarded: a failure in any stage defers this row, the pass goes on.
+
+        ``_prepare`` turns its own failures into a deferral slot, so ``future.result()``
+        raises only what stops everything; a crashed face worker surfaces in ``_finish``.
+        """
         prepared = future.result()
         try:
             return self._finish(prepared)
         except (Stop, NocoDBUnavailable):
             raise
         except Exception as exc:  # the row boundary: log it with its traceback, defer the row
-            log.error("row_failed", row_id=prepared.row.id, error=repr(exc), exc_info=True)
-            decision = Decision(
-                Verdict.DEFERRED, Reason.TRANSIENT_ERROR, f"internal error: {type(exc).__name__}"
-            )
+            decision = Decision(Verdict.DEFERRED, Reason.TRANSIENT_ERROR, _internal(exc, prepared))
             now = time.perf_counter()
             return self._outcome(prepared, decision, Action.NONE, [], now, now)
 
@@ -258,13 +260,26 @@ class Sweeper:
             window.append(pool.submit(self._prepare, row))
 
     def _prepare(self, row: Row) -> _Prepared:
-        """Download every picture of a row and submit it to the face workers (thread)."""
-        prepared = _Prepared(row=row, references=self._load_references(row))
-        refs = prepared.references
+        """Download every picture of a row and submit it to the face workers (thread).
+
+        Never raises but :class:`Stop`: any other failure becomes this row's deferral.
+        """
+        prepared = _Prepared(row=row, references=None)
+        try:
+            prepared.references = self._load_references(row)
+            self._download(prepared)
+        except Stop:
+            raise
+        except Exception as exc:  # the row boundary, in the download thread
+            prepared.slots.append(_Deferral(Reason.TRANSIENT_ERROR, _internal(exc, prepared)))
+        return prepared
+
+    def _download(self, prepared: _Prepared) -> None:
+        row, refs = prepared.row, prepared.references
         if refs is None or not row.attachments:
-            return prepared  # policy decides without pictures
+            return  # policy decides without pictures
         if len(row.attachments) > self._options.max_attachments:
-            return prepared
+            return
         started = time.perf_counter()
         try:
             for index, attachment in enumerate(row.attachments, start=1):
@@ -275,7 +290,6 @@ class Sweeper:
         except RowGone:
             prepared.gone = True
         prepared.download_seconds = time.perf_counter() - started
-        return prepared
 
     def _load_references(self, row: Row) -> ReferenceSet | None:
         """A politician whose references became unusable defers its rows; others go on."""
@@ -324,10 +338,10 @@ class Sweeper:
         if self._options.recheck_approved:
             return self._act_recheck(row, decision)
         try:
-            if decision.verdict is Verdict.APPROVED:
-                return self._client.approve(row.id, decision.explanation)
             if not self._unchanged(row):
                 return Action.CHANGED_MEANWHILE
+            if decision.verdict is Verdict.APPROVED:
+                return self._client.approve(row.id, decision.explanation)
             return self._client.reject(row.id, decision.explanation)
         except RowGone:
             return Action.GONE
@@ -346,10 +360,14 @@ class Sweeper:
             return Action.GONE
 
     def _unchanged(self, row: Row) -> bool:
-        """Deleting is irreversible: read the row again and act only if nobody touched it."""
+        """Read the row again and act only if nobody touched it since it was judged.
+
+        Deleting is irreversible, and approving shows the picture on the site: a photo an
+        admin replaced (or a politician changed) meanwhile was never judged.
+        """
         current = self._client.get_row(row.id)
         if current.status != row.status or not current.same_upload_as(row):
-            log.warning("row_changed_before_delete", row_id=row.id)
+            log.warning("row_changed_before_acting", row_id=row.id)
             return False
         return True
 
@@ -396,3 +414,9 @@ class Sweeper:
             recorder.record(outcome)
         if on_outcome is not None:
             on_outcome(outcome)
+
+
+def _internal(exc: Exception, prepared: _Prepared) -> str:
+    """Log an unexpected failure with its traceback; the explanation names only its type."""
+    log.error("row_failed", row_id=prepared.row.id, error=repr(exc), exc_info=exc)
+    return f"internal error: {type(exc).__name__}"

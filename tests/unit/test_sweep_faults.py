@@ -1,0 +1,165 @@
+"""A failure in any stage of one row defers that row, and the rows after it are decided.
+
+Issue 14: an exception while preparing a row ended the whole pass (and every later pass,
+the row being first in line); approvals were not re-read, so a photo an admin replaced
+after the download was approved with the old photo's reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import replace
+
+import pytest
+
+from nocodb_guard.errors import NocoDBUnavailable
+from nocodb_guard.faces.references import ReferenceSet
+from nocodb_guard.faces.workers import References
+from nocodb_guard.models import Action, Attachment, PictureAnalysis, Reason, Row, Verdict
+from nocodb_guard.sweep import Sweeper, SweepOptions
+from tests.unit.test_sweep_logic import (
+    GRACE,
+    REFERENCES,
+    FakeAnalyzer,
+    FakeClient,
+    FakeReferences,
+    by_id,
+    sweeper,
+)
+
+POISON = "Poison Politician"
+
+
+class PoisonClient(FakeClient):
+    """Raises a surprise (not one of our errors) where the test says, for row 2 only."""
+
+    stage: str = ""
+
+    def get_row(self, row_id: int) -> Row:
+        if row_id == 2 and self.stage == "reread":
+            raise RuntimeError("surprise in the re-read")
+        return super().get_row(row_id)
+
+    def download(self, attachment: Attachment, row_id: int) -> bytes:
+        if row_id == 2 and self.stage == "download":
+            raise RuntimeError("surprise in the download")
+        return super().download(attachment, row_id)
+
+    def approve(self, row_id: int, reason_text: str) -> Action:
+        if row_id == 2 and self.stage == "act":
+            raise RuntimeError("surprise while acting")
+        return super().approve(row_id, reason_text)
+
+
+class PoisonReferences(FakeReferences):
+    def load(self, label: str) -> ReferenceSet | None:
+        if label == POISON:
+            raise RuntimeError("surprise loading references")
+        return super().load(label)
+
+
+class PoisonAnalyzer(FakeAnalyzer):
+    """``submit`` raises for b"poison-submit"; b"killed" fails as a killed worker does."""
+
+    def submit(self, data: bytes, name: str, references: References) -> Future[PictureAnalysis]:
+        if data == b"poison-submit":
+            raise RuntimeError("surprise submitting")
+        if data == b"killed":
+            future: Future[PictureAnalysis] = Future()
+            future.set_exception(BrokenProcessPool("a worker was killed mid-picture"))
+            return future
+        return super().submit(data, name, references)
+
+
+STAGES = ["references", "download", "submit", "analysis", "worker_killed", "reread", "act"]
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_a_poison_row_is_deferred_and_the_rows_after_it_are_decided_in_the_same_pass(
+    stage: str,
+) -> None:
+    client = PoisonClient(content={
+        "match.jpg": b"match", "stranger.jpg": b"stranger", "poison-submit.jpg": b"poison-submit",
+        "crash.jpg": b"crash", "killed.jpg": b"killed",
+    })
+    client.stage = stage
+    client.add(1, "match.jpg")
+    poison_file = {"submit": "poison-submit.jpg", "analysis": "crash.jpg",
+                   "worker_killed": "killed.jpg"}.get(stage, "match.jpg")
+    client.add(2, poison_file, politician=POISON if stage == "references" else GRACE)
+    client.add(3, "stranger.jpg")
+    client.add(4, "match.jpg")
+    sweep = Sweeper(
+        client, PoisonReferences({GRACE: REFERENCES}), PoisonAnalyzer(), SweepOptions(prefetch=4)
+    )
+
+    result = sweep.run()
+
+    outcomes = by_id(result.outcomes)
+    assert result.error is None
+    assert [o.row_id for o in result.outcomes] == [1, 2, 3, 4]
+    assert outcomes[2].decision.verdict is Verdict.DEFERRED
+    assert outcomes[2].decision.reason in (Reason.TRANSIENT_ERROR, Reason.UNKNOWN_POLITICIAN)
+    assert 2 in client.rows and 2 not in client.approved
+    assert client.deleted == [3]
+    assert set(client.approved) == {1, 4}
+
+
+def test_a_photo_replaced_between_download_and_approval_is_not_approved() -> None:
+    client = FakeClient(content={"match.jpg": b"match", "cat.jpg": b"stranger"})
+    client.add(1, "match.jpg")
+    client.edit_before_reread = lambda row: replace(
+        row, attachments=(Attachment(title="match.jpg", path="download/new/cat.jpg"),)
+    )
+
+    result = sweeper(client).run()
+
+    [outcome] = result.outcomes
+    assert outcome.decision.verdict is Verdict.APPROVED  # what was judged: the old photo
+    assert outcome.action is Action.CHANGED_MEANWHILE
+    assert client.approved == {}
+    assert client.rereads == [1]
+
+
+def test_a_re_read_that_fails_before_a_delete_leaves_the_row_untouched() -> None:
+    """5xx or a timeout on the GET before a DELETE: nothing is deleted, the pass ends."""
+
+    class DownForReads(FakeClient):
+        def get_row(self, row_id: int) -> Row:
+            raise NocoDBUnavailable(f"GET row {row_id}: HTTP 503 (gave up after 3 attempts)")
+
+    client = DownForReads(content={"stranger.jpg": b"stranger"})
+    client.add(1, "stranger.jpg")
+
+    result = sweeper(client).run()
+
+    assert client.deleted == []
+    assert 1 in client.rows
+    assert result.error is not None and "503" in result.error
+
+
+class ApprovedRows(FakeClient):
+    def iter_approved(self, limit: int | None = None) -> Iterator[Row]:
+        return iter([r for _, r in sorted(self.rows.items()) if r.status == "approved"])
+
+
+def test_recheck_apply_reads_an_approved_row_again_before_deleting_it() -> None:
+    client = ApprovedRows(content={"stranger.jpg": b"stranger", "new.jpg": b"match"})
+    client.add(1, "stranger.jpg")
+    client.add(2, "stranger.jpg")
+    for row_id in (1, 2):
+        client.rows[row_id] = replace(client.rows[row_id], status="approved")
+    client.edit_before_reread = lambda row: (
+        replace(row, attachments=(Attachment(title="new.jpg", path="download/new.jpg"),))
+        if row.id == 2 else row
+    )
+
+    result = sweeper(client, recheck_approved=True, apply=True).run()
+
+    outcomes = by_id(result.outcomes)
+    assert client.rereads == [1, 2]
+    assert outcomes[1].action is Action.DELETED
+    assert outcomes[2].action is Action.CHANGED_MEANWHILE
+    assert client.deleted == [1]
