@@ -249,6 +249,9 @@ def cmd_sweep(args: argparse.Namespace, settings: Settings) -> int:
         if result.outcomes and progress is None:
             print(table(result.outcomes))
         print(summary_text(result.summary()))
+    if result.audit_error:
+        print(f"nocodb-guard: error: the audit trail in {settings.state_dir} cannot be written "
+              f"({result.audit_error}): rows deferred, not acted on", file=sys.stderr)
     if result.error:
         return EXIT_NOCODB
     # A re-check that only reports exits 1 when an approved row would now be rejected:

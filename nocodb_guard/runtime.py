@@ -53,6 +53,7 @@ class Runtime:
             self.analyzer,
             options,
             recorders=tuple(self.recorders),
+            journal=self.audit,
         )
 
     def close(self) -> None:

@@ -14,11 +14,11 @@ it meanwhile.
 from __future__ import annotations
 
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
-from typing import Any, Protocol, TypeAlias
+from dataclasses import dataclass, replace
+from typing import Protocol
 
 import structlog
 
@@ -44,9 +44,13 @@ from nocodb_guard.models import (
     RowOutcome,
     Verdict,
 )
-from nocodb_guard.policy import RowEvidence, decide
+from nocodb_guard.policy import decide
+from nocodb_guard.sweep_result import SweepResult
+from nocodb_guard.sweep_row import Deferral, Prepared, Slot
 
 log = structlog.get_logger("nocodb_guard.sweep")
+
+UNRECORDED = "the audit trail cannot be written: nothing done; left for a later pass"
 
 
 class Client(Protocol):
@@ -75,6 +79,12 @@ class Recorder(Protocol):
     def record(self, outcome: RowOutcome) -> None: ...
 
 
+class Journal(Protocol):
+    """The audit trail's promise: a decision is on disk before the row is changed."""
+
+    def intend(self, outcome: RowOutcome) -> None: ...
+
+
 @dataclass(frozen=True)
 class SweepOptions:
     dry_run: bool = False
@@ -89,97 +99,6 @@ class SweepOptions:
     """With ``recheck_approved``: act on rows that now fail (else only report them)."""
 
 
-@dataclass
-class SweepResult:
-    outcomes: list[RowOutcome] = field(default_factory=list)
-    seconds: float = 0.0
-    stopped_early: bool = False
-    error: str | None = None
-    """Set when the pass was cut short by NocoDB becoming unavailable."""
-
-    @property
-    def deferred(self) -> int:
-        return sum(1 for o in self.outcomes if o.decision.verdict is Verdict.DEFERRED)
-
-    def summary(self) -> dict[str, Any]:
-        verdicts = Counter(o.decision.verdict.value for o in self.outcomes)
-        rejected = Counter(
-            o.decision.reason.value
-            for o in self.outcomes
-            if o.decision.verdict is Verdict.REJECTED
-        )
-        deferred = Counter(
-            o.decision.reason.value
-            for o in self.outcomes
-            if o.decision.verdict is Verdict.DEFERRED
-        )
-        return {
-            "rows": len(self.outcomes),
-            "approved": verdicts.get("approved", 0),
-            "rejected": verdicts.get("rejected", 0),
-            "deferred": verdicts.get("deferred", 0),
-            "rejected_by_reason": dict(rejected),
-            "deferred_by_reason": dict(deferred),
-            "seconds": round(self.seconds, 3),
-            "stopped_early": self.stopped_early,
-            "error": self.error,
-        }
-
-    def status_line(self) -> str:
-        """One short line for systemd's STATUS= and the console."""
-        s = self.summary()
-        text = f"{s['rows']} rows: {s['approved']} approved, {s['rejected']} rejected, "
-        text += f"{s['deferred']} deferred in {s['seconds']:.1f}s"
-        return text + (f" ({self.error})" if self.error else "")
-
-
-@dataclass(frozen=True)
-class _Deferral:
-    """An attachment that cannot be seen now (transient error, URL not allowed)."""
-
-    reason: Reason
-    detail: str
-
-
-_Slot: TypeAlias = Future[PictureAnalysis] | PictureAnalysis | _Deferral
-"""One attachment: being analysed, refused while downloading (``too_large``), or deferred."""
-
-
-@dataclass
-class _Prepared:
-    """A row whose pictures are downloaded and submitted for analysis.
-
-    One slot per attachment tried, in upload order: "picture N" in a reason and the audit
-    is the N-th file. A deferral ends the slots (the row waits for a later pass anyway).
-    """
-
-    row: Row
-    references: ReferenceSet | None
-    slots: list[_Slot] = field(default_factory=list)
-    gone: bool = False
-    download_seconds: float = 0.0
-
-    def pictures(self) -> list[PictureAnalysis]:
-        """Every picture seen, in upload order; waits for the face workers."""
-        return [
-            slot.result() if isinstance(slot, Future) else slot
-            for slot in self.slots
-            if not isinstance(slot, _Deferral)
-        ]
-
-    def evidence(self, pictures: list[PictureAnalysis]) -> RowEvidence:
-        """What the policy decides on: the pictures seen, and why the rest could not be."""
-        deferral = next((s for s in self.slots if isinstance(s, _Deferral)), None)
-        return RowEvidence(
-            politician=self.row.politician,
-            tolerance=None if self.references is None else self.references.tolerance,
-            attachment_count=len(self.row.attachments),
-            pictures=tuple(pictures),
-            failure=None if deferral is None else deferral.reason,
-            failure_detail="" if deferral is None else deferral.detail,
-        )
-
-
 class Sweeper:
     """Runs passes; holds no state between them except what it is given."""
 
@@ -190,7 +109,10 @@ class Sweeper:
         analyzer: Analyzer,
         options: SweepOptions,
         recorders: tuple[Recorder, ...] = (),
+        journal: Journal | None = None,
     ) -> None:
+        self._journal = journal
+        self._audit_error: str | None = None
         self._client = client
         self._references = references
         self._analyzer = analyzer
@@ -209,7 +131,7 @@ class Sweeper:
             rows = self._client.iter_approved(limit=self._options.limit)
         else:
             rows = self._client.iter_pending(limit=self._options.limit)
-        window: deque[Future[_Prepared]] = deque()
+        window: deque[Future[Prepared]] = deque()
         with ThreadPoolExecutor(
             max_workers=self._options.download_threads, thread_name_prefix="download"
         ) as pool:
@@ -230,10 +152,11 @@ class Sweeper:
                 for pending in window:
                     pending.cancel()
         result.seconds = time.perf_counter() - started
+        result.audit_error = self._audit_error
         log.info("sweep_done", **result.summary())
         return result
 
-    def _next_outcome(self, future: Future[_Prepared]) -> RowOutcome:
+    def _next_outcome(self, future: Future[Prepared]) -> RowOutcome:
         """One row, guarded: a failure in any stage defers this row, the pass goes on.
 
         ``_prepare`` turns its own failures into a deferral slot, so ``future.result()``
@@ -251,7 +174,7 @@ class Sweeper:
 
     # --- stages -------------------------------------------------------------------------------
     def _fill(
-        self, window: deque[Future[_Prepared]], rows: Iterator[Row], pool: ThreadPoolExecutor
+        self, window: deque[Future[Prepared]], rows: Iterator[Row], pool: ThreadPoolExecutor
     ) -> None:
         while len(window) < self._options.prefetch:
             row = next(rows, None)
@@ -259,22 +182,22 @@ class Sweeper:
                 return
             window.append(pool.submit(self._prepare, row))
 
-    def _prepare(self, row: Row) -> _Prepared:
+    def _prepare(self, row: Row) -> Prepared:
         """Download every picture of a row and submit it to the face workers (thread).
 
         Never raises but :class:`Stop`: any other failure becomes this row's deferral.
         """
-        prepared = _Prepared(row=row, references=None)
+        prepared = Prepared(row=row, references=None)
         try:
             prepared.references = self._load_references(row)
             self._download(prepared)
         except Stop:
             raise
         except Exception as exc:  # the row boundary, in the download thread
-            prepared.slots.append(_Deferral(Reason.TRANSIENT_ERROR, _internal(exc, prepared)))
+            prepared.slots.append(Deferral(Reason.TRANSIENT_ERROR, _internal(exc, prepared)))
         return prepared
 
-    def _download(self, prepared: _Prepared) -> None:
+    def _download(self, prepared: Prepared) -> None:
         row, refs = prepared.row, prepared.references
         if refs is None or not row.attachments:
             return  # policy decides without pictures
@@ -285,7 +208,7 @@ class Sweeper:
             for index, attachment in enumerate(row.attachments, start=1):
                 slot = self._slot(row.id, attachment, f"picture {index}", refs)
                 prepared.slots.append(slot)
-                if isinstance(slot, _Deferral):
+                if isinstance(slot, Deferral):
                     break
         except RowGone:
             prepared.gone = True
@@ -301,19 +224,19 @@ class Sweeper:
             log.error("references_unusable", politician=row.politician, error=str(exc))
             return None
 
-    def _slot(self, row_id: int, attachment: Attachment, name: str, refs: ReferenceSet) -> _Slot:
+    def _slot(self, row_id: int, attachment: Attachment, name: str, refs: ReferenceSet) -> Slot:
         """Download one attachment and submit it to the face workers; RowGone passes through."""
         try:
             data = self._client.download(attachment, row_id)
         except DownloadTooLarge as exc:
             return PictureAnalysis(name=name, problem=Reason.TOO_LARGE, detail=str(exc))
         except UrlNotAllowed as exc:
-            return _Deferral(Reason.URL_NOT_ALLOWED, str(exc))
+            return Deferral(Reason.URL_NOT_ALLOWED, str(exc))
         except (DownloadFailed, RetryLater) as exc:
-            return _Deferral(Reason.TRANSIENT_ERROR, str(exc))
+            return Deferral(Reason.TRANSIENT_ERROR, str(exc))
         return self._analyzer.submit(data, name, refs.encodings)
 
-    def _finish(self, prepared: _Prepared) -> RowOutcome:
+    def _finish(self, prepared: Prepared) -> RowOutcome:
         """Collect analyses, decide and act (main thread, in row order)."""
         row = prepared.row
         started = time.perf_counter()
@@ -327,8 +250,35 @@ class Sweeper:
         if self._options.recheck_approved and decision.verdict is Verdict.REJECTED:
             # Log, audit and the Reason written all say this row had been approved before.
             decision = replace(decision, explanation=f"re-check: {decision.explanation}")
+        if self._will_act(decision) and not self._intent_recorded(row, decision, pictures):
+            decision = Decision(Verdict.DEFERRED, Reason.TRANSIENT_ERROR, UNRECORDED)
         action = self._act(row, decision)
         return self._outcome(prepared, decision, action, pictures, started, analysed)
+
+    def _will_act(self, decision: Decision) -> bool:
+        if self._options.dry_run or decision.verdict is Verdict.DEFERRED:
+            return False
+        if self._options.recheck_approved:
+            return self._options.apply and decision.verdict is Verdict.REJECTED
+        return True
+
+    def _intent_recorded(
+        self, row: Row, decision: Decision, pictures: list[PictureAnalysis]
+    ) -> bool:
+        """Act only on what is recorded: the decision goes to the audit trail first."""
+        if self._journal is None:
+            return True
+        intent = RowOutcome(row.id, row.politician, decision, Action.NONE, tuple(pictures))
+        try:
+            self._journal.intend(intent)
+        except OSError as exc:
+            self._audit_failed(exc)
+            return False
+        return True
+
+    def _audit_failed(self, exc: OSError) -> None:
+        self._audit_error = f"{type(exc).__name__}: {exc.strerror or exc}"
+        log.error("audit_unwritable", error=self._audit_error, consequence="rows deferred")
 
     def _act(self, row: Row, decision: Decision) -> Action:
         if self._options.dry_run:
@@ -373,7 +323,7 @@ class Sweeper:
 
     def _outcome(
         self,
-        prepared: _Prepared,
+        prepared: Prepared,
         decision: Decision,
         action: Action,
         pictures: list[PictureAnalysis],
@@ -411,12 +361,15 @@ class Sweeper:
             **outcome.timings,
         )
         for recorder in self._recorders:
-            recorder.record(outcome)
+            try:
+                recorder.record(outcome)
+            except OSError as exc:  # a full disk; the next row's intent fails and defers
+                self._audit_failed(exc)
         if on_outcome is not None:
             on_outcome(outcome)
 
 
-def _internal(exc: Exception, prepared: _Prepared) -> str:
+def _internal(exc: Exception, prepared: Prepared) -> str:
     """Log an unexpected failure with its traceback; the explanation names only its type."""
     log.error("row_failed", row_id=prepared.row.id, error=repr(exc), exc_info=exc)
     return f"internal error: {type(exc).__name__}"

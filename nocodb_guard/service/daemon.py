@@ -41,7 +41,7 @@ from nocodb_guard.service.signals import Flags
 from nocodb_guard.service.webhook import WebhookServer
 from nocodb_guard.settings import Settings
 from nocodb_guard.startup import StartupReport, check_startup
-from nocodb_guard.sweep import SweepResult
+from nocodb_guard.sweep_result import SweepResult
 
 log = structlog.get_logger("nocodb_guard.service.daemon")
 
@@ -270,8 +270,15 @@ class Daemon:
     def _tick_done(self, result: SweepResult, seconds: float) -> None:
         self._metrics.observe_sweep(seconds, len(result.outcomes), ok=result.error is None)
         self._notifier.status(result.status_line())
-        if result.error is None:
-            write_heartbeat(self._settings.state_dir, _counts(result.summary()))
+        if result.error is not None:
+            return
+        problem = None
+        if result.audit_error is not None:
+            problem = f"the audit trail cannot be written ({result.audit_error}): rows deferred"
+        try:
+            write_heartbeat(self._settings.state_dir, _counts(result.summary()), problem=problem)
+        except OSError as exc:  # a full disk: `health` sees it by the free space
+            log.error("heartbeat_unwritable", error=str(exc))
 
     def _tick_failed(self, exc: GuardError) -> None:
         log.error("tick_failed", error=str(exc), kind=type(exc).__name__)

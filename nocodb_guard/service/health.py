@@ -6,7 +6,11 @@ needs no token, no NocoDB and no face stack, and it cannot disturb the running s
 A sweep that fails (NocoDB down) writes nothing: the heartbeat ages and the check fails
 once it is older than ``heartbeat_max_age``.
 
-The file holds a timestamp, verdict counts and a pid: nothing about uploads or uploaders.
+The file holds a timestamp, verdict counts, a pid and, when the last sweep could not
+write its audit trail, that problem: nothing about uploads or uploaders. A state dir
+without free space is unhealthy whatever the heartbeat says: the sweep acts only on what
+it has recorded, so with a full disk it defers every row (and cannot even write the
+heartbeat to say so).
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from typing import Any
 from nocodb_guard.errors import GuardError
 
 HEARTBEAT_FILE = "heartbeat.json"
+MIN_FREE_BYTES = 1024 * 1024
+"""Below this, audit records (about 1 kB each) may no longer fit: rows would be deferred."""
 
 
 class InvalidHeartbeat(GuardError):
@@ -36,6 +42,8 @@ class Heartbeat:
     last_success: datetime
     summary: dict[str, int] = field(default_factory=dict)
     pid: int = 0
+    problem: str | None = None
+    """Why the sweep could not do its work although NocoDB answered (audit unwritable)."""
 
 
 @dataclass(frozen=True)
@@ -52,14 +60,18 @@ def heartbeat_path(state_dir: Path) -> Path:
 
 
 def write_heartbeat(
-    state_dir: Path, summary: Mapping[str, int], now: datetime | None = None
+    state_dir: Path,
+    summary: Mapping[str, int],
+    now: datetime | None = None,
+    problem: str | None = None,
 ) -> Path:
-    """Record a successful sweep; atomic, so a reader never sees half a file."""
+    """Record a completed sweep; atomic, so a reader never sees half a file."""
     moment = (now or datetime.now(UTC)).astimezone(UTC)
     payload = {
         "last_success": moment.isoformat(),
         "summary": {str(key): int(value) for key, value in summary.items()},
         "pid": os.getpid(),
+        "problem": problem,
     }
     state_dir.mkdir(parents=True, exist_ok=True)
     target = heartbeat_path(state_dir)
@@ -106,13 +118,17 @@ def _parse(data: Any) -> Heartbeat:
         last_success=moment.astimezone(UTC),
         summary={str(key): int(value) for key, value in summary.items()},
         pid=int(data.get("pid", 0)),
+        problem=None if data.get("problem") is None else str(data["problem"]),
     )
 
 
 def check_health(
     state_dir: Path, max_age_seconds: float, now: datetime | None = None
 ) -> HealthStatus:
-    """Healthy when the last successful sweep is at most ``max_age_seconds`` old."""
+    """Healthy when the last sweep is at most ``max_age_seconds`` old and could record."""
+    full = _free_space_problem(state_dir)
+    if full is not None:
+        return HealthStatus(ok=False, message=full)
     try:
         heartbeat = read_heartbeat(state_dir)
     except InvalidHeartbeat as exc:
@@ -133,9 +149,26 @@ def check_health(
             f"older than {max_age_seconds:.0f}s",
             age=age,
         )
+    if heartbeat.problem:
+        return HealthStatus(ok=False, message=f"last sweep {when}: {heartbeat.problem}", age=age)
     detail = f"; {counts}" if counts else ""
     return HealthStatus(
         ok=True, message=f"last successful sweep {age:.0f}s ago ({when}){detail}", age=age
+    )
+
+
+def _free_space_problem(state_dir: Path) -> str | None:
+    """A read-only look at the state dir's file system (``health`` must change nothing)."""
+    try:
+        info = os.statvfs(state_dir)
+    except OSError:
+        return None  # no state dir yet: the heartbeat check says what matters
+    free = info.f_bavail * info.f_frsize
+    if free >= MIN_FREE_BYTES:
+        return None
+    return (
+        f"state dir {state_dir} has {free} bytes free: the audit trail cannot be written, "
+        "so rows are deferred (nothing deleted or approved)"
     )
 
 

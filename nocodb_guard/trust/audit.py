@@ -18,6 +18,7 @@ What a record holds, and what it deliberately does not:
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -81,9 +82,14 @@ def picture_record(index: int, picture: PictureAnalysis) -> dict[str, Any]:
 
 
 def outcome_record(
-    outcome: RowOutcome, *, when: datetime, version: str, dry_run: bool = False
+    outcome: RowOutcome,
+    *,
+    when: datetime,
+    version: str,
+    dry_run: bool = False,
+    intent: bool = False,
 ) -> dict[str, Any]:
-    """The JSON object written for one decision."""
+    """The JSON object written for one decision (``intent``: written before acting)."""
     decision = outcome.decision
     return {
         "time": when.astimezone(UTC).isoformat(timespec="seconds"),
@@ -98,6 +104,7 @@ def outcome_record(
         "pictures": [picture_record(i, p) for i, p in enumerate(outcome.pictures)],
         "settings_version": version,
         "dry_run": dry_run,
+        "intent": intent,
     }
 
 
@@ -149,8 +156,21 @@ class AuditLog:
         """Append one decision (the sweep's ``Recorder`` interface)."""
         self.append(outcome)
 
+    def intend(self, outcome: RowOutcome) -> None:
+        """Record a decision before acting on it (the sweep's ``Journal`` interface).
+
+        Raises OSError when the trail cannot be written (a full disk): the sweep then
+        defers the row rather than change it without a record.
+        """
+        self.append(outcome, intent=True)
+
     def append(
-        self, outcome: RowOutcome, *, dry_run: bool = False, now: datetime | None = None
+        self,
+        outcome: RowOutcome,
+        *,
+        dry_run: bool = False,
+        intent: bool = False,
+        now: datetime | None = None,
     ) -> dict[str, Any]:
         """Append one decision, pruning first when the UTC day has changed; returns the record.
 
@@ -162,11 +182,14 @@ class AuditLog:
             private_dir(self.directory)
             self.prune(when)
         dry = dry_run or self.dry_run or outcome.action is Action.DRY_RUN
-        record = outcome_record(outcome, when=when, version=self.settings_version, dry_run=dry)
+        record = outcome_record(
+            outcome, when=when, version=self.settings_version, dry_run=dry, intent=intent
+        )
         line = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
         fd = open_private(self.path_for(when.date()), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         try:
-            os.write(fd, line)
+            if os.write(fd, line) != len(line):
+                raise OSError(errno.ENOSPC, "short write to the audit trail")
             if self.fsync:
                 os.fsync(fd)
         finally:
@@ -258,6 +281,8 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
 def format_record(record: dict[str, Any]) -> str:
     """One human line for ``history``: when, which row, what happened and why."""
     flags = " (dry run: nothing changed)" if record.get("dry_run") else ""
+    if record.get("intent"):
+        flags += " (intent, written before acting)"
     pictures = "; ".join(_format_picture(p) for p in record.get("pictures", []))
     line = (
         f"{record.get('time')}  row {record.get('row_id')}  {record.get('verdict')}/"

@@ -255,7 +255,7 @@ def test_the_settings_version_changes_with_the_tolerance_only_when_decisions_can
 def test_an_action_is_written_as_its_plain_word_and_older_records_still_read(
     tmp_path: Path,
 ) -> None:
-    log = AuditLog(tmp_path, 30, "v", now=NOW)
+    log = AuditLog(tmp_path, 30, "v")
     log.append(_rejected(7), now=NOW)
     older = {"time": NOW.isoformat(), "row_id": 8, "verdict": "rejected", "reason": "no_face",
              "action": "tagged_rejected", "explanation": "picture: no face found"}

@@ -39,7 +39,7 @@ from nocodb_guard.service.notify import SystemdNotifier
 from nocodb_guard.service.signals import Flags
 from nocodb_guard.settings import Settings
 from nocodb_guard.startup import StartupReport
-from nocodb_guard.sweep import SweepResult
+from nocodb_guard.sweep_result import SweepResult
 
 WAIT_S = 10.0
 

@@ -7,6 +7,9 @@ import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
+from nocodb_guard.service import health
 from nocodb_guard.service.health import (
     HEARTBEAT_FILE,
     check_health,
@@ -96,3 +99,23 @@ def test_health_main_exits_0_when_healthy_and_1_when_not(tmp_path: Path) -> None
     assert health_main(tmp_path, 300, lines.append, now=NOW) == 0
     assert lines[0].startswith("unhealthy: ")
     assert lines[1].startswith("ok: ")
+
+
+def test_a_sweep_that_could_not_write_its_audit_trail_is_unhealthy(tmp_path: Path) -> None:
+    write_heartbeat(tmp_path, {"deferred": 3}, problem="the audit trail cannot be written")
+    status = check_health(tmp_path, 60)
+    assert not status.ok
+    assert "the audit trail cannot be written" in status.message
+
+
+def test_a_full_state_dir_is_unhealthy_whatever_the_heartbeat_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_heartbeat(tmp_path, {"approved": 1})
+    real = os.statvfs(tmp_path)
+    full = os.statvfs_result((*real[:4], 0, *real[5:]))  # f_bavail = 0
+    monkeypatch.setattr(health.os, "statvfs", lambda _: full)
+    status = check_health(tmp_path, 60)
+    assert not status.ok
+    assert "0 bytes free" in status.message and "deferred" in status.message
+    assert not check_health(tmp_path, 60).ok

@@ -7,18 +7,29 @@ after the download was approved with the old photo's reason.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterator
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from nocodb_guard.errors import NocoDBUnavailable
 from nocodb_guard.faces.references import ReferenceSet
 from nocodb_guard.faces.workers import References
-from nocodb_guard.models import Action, Attachment, PictureAnalysis, Reason, Row, Verdict
-from nocodb_guard.sweep import Sweeper, SweepOptions
+from nocodb_guard.models import (
+    Action,
+    Attachment,
+    PictureAnalysis,
+    Reason,
+    Row,
+    RowOutcome,
+    Verdict,
+)
+from nocodb_guard.sweep import UNRECORDED, Sweeper, SweepOptions
+from nocodb_guard.trust.audit import AuditLog
 from tests.unit.test_sweep_logic import (
     GRACE,
     REFERENCES,
@@ -162,4 +173,65 @@ def test_recheck_apply_reads_an_approved_row_again_before_deleting_it() -> None:
     assert client.rereads == [1, 2]
     assert outcomes[1].action is Action.DELETED
     assert outcomes[2].action is Action.CHANGED_MEANWHILE
+    assert client.deleted == [1]
+
+
+# --------------------------------------------------------------------------- audit first
+class FullDisk:
+    """An audit trail on a full disk: every write fails as ``os.write`` does then."""
+
+    def __init__(self) -> None:
+        self.intents = 0
+
+    def intend(self, outcome: RowOutcome) -> None:
+        self.intents += 1
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def record(self, outcome: RowOutcome) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_with_an_unwritable_audit_trail_nothing_is_deleted_or_approved_and_the_pass_goes_on(
+) -> None:
+    client = FakeClient(content={"match.jpg": b"match", "stranger.jpg": b"stranger"})
+    client.add(1, "match.jpg")
+    client.add(2, "stranger.jpg")
+    client.add(3, "stranger.jpg")
+    full = FullDisk()
+    sweep = Sweeper(
+        client, FakeReferences({GRACE: REFERENCES}), FakeAnalyzer(), SweepOptions(),
+        recorders=(full,), journal=full,
+    )
+
+    result = sweep.run()
+
+    assert [o.row_id for o in result.outcomes] == [1, 2, 3]
+    assert all(o.decision.verdict is Verdict.DEFERRED for o in result.outcomes)
+    assert all(o.decision.explanation == UNRECORDED for o in result.outcomes)
+    assert client.deleted == [] and client.approved == {}
+    assert full.intents == 3
+    assert result.audit_error is not None and "No space left" in result.audit_error
+    assert "audit trail cannot be written" in result.status_line()
+
+
+def test_the_intent_is_on_disk_before_the_row_is_changed(tmp_path: Path) -> None:
+    audit = AuditLog(tmp_path, 30, "v", fsync=False)
+
+    class Witness(FakeClient):
+        def reject(self, row_id: int, reason_text: str) -> Action:
+            [record] = [r for r in audit.query(row_id=row_id)]
+            assert record["intent"] is True and record["verdict"] == "rejected"
+            return super().reject(row_id, reason_text)
+
+    client = Witness(content={"stranger.jpg": b"stranger"})
+    client.add(1, "stranger.jpg")
+    sweep = Sweeper(
+        client, FakeReferences({GRACE: REFERENCES}), FakeAnalyzer(), SweepOptions(),
+        recorders=(audit,), journal=audit,
+    )
+
+    sweep.run()
+
+    records = list(audit.query(row_id=1))
+    assert [(r["intent"], r["action"]) for r in records] == [(True, "none"), (False, "deleted")]
     assert client.deleted == [1]

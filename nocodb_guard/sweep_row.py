@@ -1,0 +1,58 @@
+"""One row on its way through a pass: its attachments' slots, and the evidence they give."""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import TypeAlias
+
+from nocodb_guard.faces.references import ReferenceSet
+from nocodb_guard.models import PictureAnalysis, Reason, Row
+from nocodb_guard.policy import RowEvidence
+
+
+@dataclass(frozen=True)
+class Deferral:
+    """An attachment that cannot be seen now (transient error, URL not allowed)."""
+
+    reason: Reason
+    detail: str
+
+
+Slot: TypeAlias = Future[PictureAnalysis] | PictureAnalysis | Deferral
+"""One attachment: being analysed, refused while downloading (``too_large``), or deferred."""
+
+
+@dataclass
+class Prepared:
+    """A row whose pictures are downloaded and submitted for analysis.
+
+    One slot per attachment tried, in upload order: "picture N" in a reason and the audit
+    is the N-th file. A deferral ends the slots (the row waits for a later pass anyway).
+    """
+
+    row: Row
+    references: ReferenceSet | None
+    slots: list[Slot] = field(default_factory=list)
+    gone: bool = False
+    download_seconds: float = 0.0
+
+    def pictures(self) -> list[PictureAnalysis]:
+        """Every picture seen, in upload order; waits for the face workers."""
+        return [
+            slot.result() if isinstance(slot, Future) else slot
+            for slot in self.slots
+            if not isinstance(slot, Deferral)
+        ]
+
+    def evidence(self, pictures: list[PictureAnalysis]) -> RowEvidence:
+        """What the policy decides on: the pictures seen, and why the rest could not be."""
+        deferral = next((s for s in self.slots if isinstance(s, Deferral)), None)
+        return RowEvidence(
+            politician=self.row.politician,
+            tolerance=None if self.references is None else self.references.tolerance,
+            attachment_count=len(self.row.attachments),
+            pictures=tuple(pictures),
+            failure=None if deferral is None else deferral.reason,
+            failure_detail="" if deferral is None else deferral.detail,
+        )
