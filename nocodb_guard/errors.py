@@ -125,6 +125,14 @@ class AttachmentMissing(DownloadFailed):
     """
 
 
+class FileNotOnNocoDB(AttachmentMissing):
+    """The row still names the file, and a freshly signed link to it answers 404.
+
+    Deferred like any :class:`AttachmentMissing`; confirmed an hour later, while other
+    files download fine, it is final (see :mod:`nocodb_guard.missing_files`).
+    """
+
+
 class NocoDBRequestError(Stop):
     """NocoDB refused a request as malformed (400/422, an unexpected 404 or redirect).
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from nocodb_guard.faces.references import ReferenceStore
 from nocodb_guard.faces.see import PipelineConfig
 from nocodb_guard.faces.workers import Analyzer, make_analyzer
+from nocodb_guard.missing_files import MissingFiles
 from nocodb_guard.nocodb.client import NocoDBClient
 from nocodb_guard.nocodb.transport import RequestObserver
 from nocodb_guard.settings import Settings
@@ -30,6 +31,8 @@ class Runtime:
     analyzer: Analyzer
     audit: AuditLog | None
     recorders: list[Recorder] = field(default_factory=list)
+    missing: MissingFiles | None = None
+    """Rows whose file NocoDB does not have (None: a dry run keeps no memory)."""
 
     def sweeper(
         self,
@@ -54,6 +57,7 @@ class Runtime:
             options,
             recorders=tuple(self.recorders),
             journal=self.audit,
+            missing=None if dry_run or recheck_approved else self.missing,
         )
 
     def close(self) -> None:
@@ -93,6 +97,7 @@ def build_runtime(
         references=references,
         analyzer=make_analyzer(config, settings.workers),
         audit=audit_log,
+        missing=MissingFiles(settings.state_dir) if audit and not dry_run else None,
     )
     if audit_log is not None:
         runtime.recorders.append(audit_log)

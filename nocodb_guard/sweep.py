@@ -13,6 +13,7 @@ it meanwhile.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -25,6 +26,7 @@ import structlog
 from nocodb_guard.errors import (
     DownloadFailed,
     DownloadTooLarge,
+    FileNotOnNocoDB,
     NocoDBUnavailable,
     ReferenceSetError,
     RetryLater,
@@ -34,6 +36,7 @@ from nocodb_guard.errors import (
 )
 from nocodb_guard.faces.references import ReferenceSet
 from nocodb_guard.faces.workers import Analyzer
+from nocodb_guard.missing_files import MissingFiles
 from nocodb_guard.models import (
     Action,
     Attachment,
@@ -51,6 +54,8 @@ from nocodb_guard.sweep_row import Deferral, Prepared, Slot
 log = structlog.get_logger("nocodb_guard.sweep")
 
 UNRECORDED = "the audit trail cannot be written: nothing done; left for a later pass"
+NO_SUCH_FILE = ("picture {place}: NocoDB has no such file (a freshly signed link answered 404 "
+                "on passes an hour apart, while other files downloaded)")
 
 
 class Client(Protocol):
@@ -110,8 +115,11 @@ class Sweeper:
         options: SweepOptions,
         recorders: tuple[Recorder, ...] = (),
         journal: Journal | None = None,
+        missing: MissingFiles | None = None,
     ) -> None:
         self._journal = journal
+        self._missing = missing
+        self._downloaded = threading.Event()  # a file of this pass arrived: storage works
         self._audit_error: str | None = None
         self._client = client
         self._references = references
@@ -232,8 +240,11 @@ class Sweeper:
             return PictureAnalysis(name=name, problem=Reason.TOO_LARGE, detail=str(exc))
         except UrlNotAllowed as exc:
             return Deferral(Reason.URL_NOT_ALLOWED, str(exc))
+        except FileNotOnNocoDB as exc:
+            return Deferral(Reason.TRANSIENT_ERROR, str(exc), file_missing=True)
         except (DownloadFailed, RetryLater) as exc:
             return Deferral(Reason.TRANSIENT_ERROR, str(exc))
+        self._downloaded.set()
         return self._analyzer.submit(data, name, refs.encodings)
 
     def _finish(self, prepared: Prepared) -> RowOutcome:
@@ -246,7 +257,9 @@ class Sweeper:
             decision = Decision(Verdict.DEFERRED, Reason.TRANSIENT_ERROR, "row vanished")
             return self._outcome(prepared, decision, Action.GONE, pictures, started, analysed)
         evidence = prepared.evidence(pictures)
-        decision = decide(evidence, max_attachments=self._options.max_attachments)
+        decision = self._settle_missing(
+            prepared, decide(evidence, max_attachments=self._options.max_attachments)
+        )
         if self._options.recheck_approved and decision.verdict is Verdict.REJECTED:
             # Log, audit and the Reason written all say this row had been approved before.
             decision = replace(decision, explanation=f"re-check: {decision.explanation}")
@@ -255,6 +268,18 @@ class Sweeper:
         action = self._act(row, decision)
         return self._outcome(prepared, decision, action, pictures, started, analysed)
 
+    def _settle_missing(self, prepared: Prepared, decision: Decision) -> Decision:
+        """A file NocoDB has not had for an hour, while others download, is final."""
+        place = prepared.file_missing()
+        if self._missing is None:
+            return decision
+        if place is None or decision.verdict is not Verdict.DEFERRED:
+            self._missing.forget(prepared.row.id)
+            return decision
+        if not (self._missing.confirmed(prepared.row.id) and self._downloaded.is_set()):
+            return decision
+        return Decision(Verdict.REJECTED, Reason.NO_ATTACHMENT, NO_SUCH_FILE.format(place=place))
+
     def _will_act(self, decision: Decision) -> bool:
         if self._options.dry_run or decision.verdict is Verdict.DEFERRED:
             return False
@@ -262,13 +287,11 @@ class Sweeper:
             return self._options.apply and decision.verdict is Verdict.REJECTED
         return True
 
-    def _intent_recorded(
-        self, row: Row, decision: Decision, pictures: list[PictureAnalysis]
-    ) -> bool:
+    def _intent_recorded(self, row: Row, decision: Decision, pics: list[PictureAnalysis]) -> bool:
         """Act only on what is recorded: the decision goes to the audit trail first."""
         if self._journal is None:
             return True
-        intent = RowOutcome(row.id, row.politician, decision, Action.NONE, tuple(pictures))
+        intent = RowOutcome(row.id, row.politician, decision, Action.NONE, tuple(pics))
         try:
             self._journal.intend(intent)
         except OSError as exc:

@@ -17,6 +17,8 @@ class Deferral:
 
     reason: Reason
     detail: str
+    file_missing: bool = False
+    """NocoDB answered "no such file" for a freshly signed link (see ``missing_files``)."""
 
 
 Slot: TypeAlias = Future[PictureAnalysis] | PictureAnalysis | Deferral
@@ -36,6 +38,13 @@ class Prepared:
     slots: list[Slot] = field(default_factory=list)
     gone: bool = False
     download_seconds: float = 0.0
+
+    def file_missing(self) -> int | None:
+        """The place (from 1) of the attachment NocoDB says it does not have, if any."""
+        for place, slot in enumerate(self.slots, start=1):
+            if isinstance(slot, Deferral) and slot.file_missing:
+                return place
+        return None
 
     def pictures(self) -> list[PictureAnalysis]:
         """Every picture seen, in upload order; waits for the face workers."""

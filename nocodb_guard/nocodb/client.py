@@ -26,6 +26,7 @@ from nocodb_guard.errors import (
     AttachmentMissing,
     AttachmentNotFound,
     ConfigError,
+    FileNotOnNocoDB,
     NocoDBRequestError,
     RowGone,
     UrlNotAllowed,
@@ -207,7 +208,7 @@ class NocoDBClient:
             return self._fetch(fresh)
         except AttachmentNotFound as exc:
             second_status = exc.status
-        raise AttachmentMissing(
+        raise FileNotOnNocoDB(
             f"row {row_id}: a file answers HTTP {second_status} even with a freshly signed "
             "link: it is missing on NocoDB's side (check NocoDB's upload storage)"
         )

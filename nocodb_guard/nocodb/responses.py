@@ -45,14 +45,15 @@ def _raise_not_found(where: str, code: str, message: str, table: str, gone_on_40
             f"{where}: table {table!r} not found (check table_id, and that the token's "
             "user can see its base)"
         )
+    if not code:
+        # Not NocoDB's own answer: it is still starting (its API routes are mounted after
+        # the socket opens) or a proxy in front answered. Transient: try again later, even
+        # on the re-read before acting (``gone_on_404``): a row is gone only if NocoDB says.
+        raise NocoDBUnavailable(f"{where}: not found, without a NocoDB error (starting up?)")
     if "RECORD" in upper or "ROW" in upper or gone_on_404:
         raise RowGone(f"{where}: the row no longer exists")
     if "FIELD" in upper or "COLUMN" in upper:
         raise SchemaError(f"{where}: {message or 'a configured field is missing'}")
-    if not code:
-        # Not NocoDB's own answer: it is still starting (its API routes are mounted after
-        # the socket opens) or a proxy in front answered. Transient: try again later.
-        raise NocoDBUnavailable(f"{where}: not found, without a NocoDB error (starting up?)")
     raise NocoDBRequestError(f"{where}: {message}" if message else where)
 
 

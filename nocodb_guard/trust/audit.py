@@ -135,6 +135,8 @@ class AuditLog:
         self.dry_run = dry_run
         self.fsync = fsync
         self._pruned_on: date | None = None
+        self._deferred: dict[int, tuple[str, str]] = {}
+        """Row id -> its last recorded deferral (reason, explanation), this process only."""
 
     def path_for(self, day: date) -> Path:
         return self.directory / f"audit-{day.isoformat()}.jsonl"
@@ -153,8 +155,20 @@ class AuditLog:
         return sorted(found)
 
     def record(self, outcome: RowOutcome) -> None:
-        """Append one decision (the sweep's ``Recorder`` interface)."""
+        """Append one decision (the sweep's ``Recorder`` interface).
+
+        A deferral that repeats the row's last one word for word is not written again: a
+        row that cannot be judged yet would otherwise add a record on every pass.
+        """
+        decision = outcome.decision
+        key = (decision.reason, decision.explanation)
+        if decision.verdict is Verdict.DEFERRED and self._deferred.get(outcome.row_id) == key:
+            return
         self.append(outcome)
+        if decision.verdict is Verdict.DEFERRED:
+            self._deferred[outcome.row_id] = key
+        else:
+            self._deferred.pop(outcome.row_id, None)
 
     def intend(self, outcome: RowOutcome) -> None:
         """Record a decision before acting on it (the sweep's ``Journal`` interface).
@@ -213,7 +227,26 @@ class AuditLog:
         since: datetime | None = None,
         verdict: Verdict | str | None = None,
     ) -> Iterator[dict[str, Any]]:
-        """Records matching every given filter, oldest first."""
+        """Records matching every given filter, oldest first.
+
+        An intent followed by its row's result says nothing the result does not, so it is
+        left out; one without a result (the process died, or the disk filled, in between)
+        is kept: it is the record of a decision that may have been carried out.
+        """
+        matching = list(self._matching(row_id, since, verdict))
+        answered: set[Any] = set()
+        kept = []
+        for record in reversed(matching):
+            if not record.get("intent"):
+                answered.add(record.get("row_id"))
+            elif record.get("row_id") in answered:
+                continue
+            kept.append(record)
+        return iter(kept[::-1])
+
+    def _matching(
+        self, row_id: int | None, since: datetime | None, verdict: Verdict | str | None
+    ) -> Iterator[dict[str, Any]]:
         since_utc = None if since is None else _as_utc(since)
         wanted_verdict = None if verdict is None else str(Verdict(verdict))
         for day, path in self.files():

@@ -159,6 +159,8 @@ class GuardDaemon:
     server: DevServer
     env: dict[str, str]
     log_path: Path
+    cwd: Path = REPO
+    """The working directory (the privacy test watches it)."""
     process: subprocess.Popen[bytes] | None = None
     _offset: int = 0
     _events: list[dict[str, Any]] = field(default_factory=list)
@@ -169,7 +171,7 @@ class GuardDaemon:
             self.process = subprocess.Popen(
                 command(self.server, "run"),
                 env=self.env,
-                cwd=REPO,
+                cwd=self.cwd,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
@@ -258,9 +260,11 @@ class GuardDaemon:
 
 
 @contextmanager
-def guard_daemon(server: DevServer, env: dict[str, str], log_path: Path) -> Iterator[GuardDaemon]:
+def guard_daemon(
+    server: DevServer, env: dict[str, str], log_path: Path, cwd: Path = REPO
+) -> Iterator[GuardDaemon]:
     """A started daemon that is always stopped (and its output kept) when the block ends."""
-    daemon = GuardDaemon(server, env, log_path).start()
+    daemon = GuardDaemon(server, env, log_path, cwd).start()
     try:
         yield daemon
     finally:

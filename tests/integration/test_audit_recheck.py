@@ -90,11 +90,12 @@ class Scenario:
             ) from exc
 
     def records(self) -> list[dict[str, Any]]:
-        """Every line of every audit day file, parsed."""
+        """Every decision of every audit day file, parsed (not the intents written first)."""
         return [
-            json.loads(line)
+            record
             for path in sorted(self.audit_dir.glob("audit-*.jsonl"))
             for line in path.read_text().splitlines()
+            if not (record := json.loads(line)).get("intent")
         ]
 
     def by_row(self, report: dict[str, Any]) -> dict[int, dict[str, Any]]:

@@ -1,8 +1,9 @@
 """Nothing about an uploader reaches the disk, and the API token reaches no output.
 
-- The daemon runs with its state directory and ``TMPDIR`` pointed at watched folders; after
-  it moderated real uploads, those folders hold only reference caches, the heartbeat, the
-  audit trail and the lock, and no file anywhere in them holds a slice of an upload.
+- The daemon runs with its state directory, ``TMPDIR``, ``$HOME`` and its working directory
+  pointed at watched folders; after it moderated real uploads, the state dir holds only
+  reference caches, the heartbeat, the audit trail and the lock, the others nothing, and no
+  file anywhere in them holds a slice of an upload.
 - Everything every guard process printed during this test session (daemon logs at debug
   level, ``--json`` outputs, error messages after injected faults, the metrics page) is
   searched for the token.
@@ -67,13 +68,14 @@ def test_no_uploaded_picture_or_face_encoding_is_ever_written_to_disk(
                                                     "image/jpeg")])["Id"])
         for upload in (MATCH, WRONG_PERSON, CAT, TEXT)
     ]
-    state, temp = tmp_path / "state", tmp_path / "tmp"
-    temp.mkdir()
+    state, temp, work, home = (tmp_path / name for name in ("state", "tmp", "work", "home"))
+    for folder in (temp, work, home):
+        folder.mkdir()
     refs = install_references(tmp_path / "refs")
     env = guard_env(clean_table, state, refs, workers="1")
-    env["TMPDIR"] = str(temp)
+    env.update(TMPDIR=str(temp), HOME=str(home))
 
-    with guard_daemon(clean_table, env, tmp_path / "daemon.log") as daemon:
+    with guard_daemon(clean_table, env, tmp_path / "daemon.log", cwd=work) as daemon:
         daemon.wait_decided(ids, timeout=180)
         daemon.wait_until((state / "heartbeat.json").exists, 30, "a heartbeat")
         assert daemon.stop() == 0
@@ -85,6 +87,8 @@ def test_no_uploaded_picture_or_face_encoding_is_ever_written_to_disk(
     ]
     assert not unexpected, f"unexpected files in the state dir: {unexpected}"
     assert all_files(temp) == [], "the daemon wrote temporary files"
+    assert all_files(work) == [], "the daemon wrote to its working directory"
+    assert all_files(home) == [], "the daemon wrote to $HOME"
     assert (state / "heartbeat.json").is_file()
     assert list((state / "audit").glob("audit-*.jsonl")), "no audit trail was written"
     caches = list((state / "reference-cache").glob("*.npy"))

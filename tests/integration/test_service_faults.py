@@ -7,10 +7,12 @@ orphaned; and nothing showed that a tick skips while a manual sweep holds the lo
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -169,3 +171,20 @@ def threads_of(pid: int) -> int:
         if line.startswith("Threads:"):
             return int(line.split()[1])
     raise AssertionError("no Threads line")
+
+
+def test_a_sweep_whose_audit_trail_cannot_be_written_deletes_nothing_and_says_so(
+    clean_table: DevServer, references: Path, tmp_path: Path
+) -> None:
+    nocodb, state = clean_table, tmp_path / "state"
+    cat, grace = submit_cat(nocodb), submit_grace(nocodb)
+    today = datetime.now(UTC).date().isoformat()
+    (state / "audit" / f"audit-{today}.jsonl").mkdir(parents=True)  # where the file should be
+
+    result = run_guard(nocodb, daemon_env(nocodb, references, state), "sweep", "--json")
+
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert status_of(nocodb) == {cat: None, grace: None}, "acted without a record"
+    one_line_error(result.stderr, "audit trail")
+    summary = json.loads(result.stdout)["summary"]
+    assert summary["deferred"] == 2 and summary["audit_error"]

@@ -265,3 +265,12 @@ def test_an_action_is_written_as_its_plain_word_and_older_records_still_read(
     [record] = log.query(row_id=8)
     assert Action(record["action"]) is Action.TAGGED_REJECTED
     assert "rejected/no_face -> tagged_rejected" in format_record(record)
+
+
+def test_history_leaves_out_an_intent_once_its_result_is_recorded(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path, 30, "v")
+    log.append(_rejected(7), intent=True, now=NOW)
+    log.append(_rejected(7), now=NOW)
+    log.append(_rejected(8), intent=True, now=NOW)  # the disk filled before the result
+    assert [(r["row_id"], r["intent"]) for r in log.query()] == [(7, False), (8, True)]
+    assert "(intent, written before acting)" in format_record(next(iter(log.query(row_id=8))))

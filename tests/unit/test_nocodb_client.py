@@ -322,6 +322,15 @@ def test_approving_a_vanished_row_raises_row_gone(httpserver: HTTPServer, client
         client_for().approve(7, "why")
 
 
+def test_a_404_without_nocodbs_error_code_on_the_re_read_is_transient_not_a_vanished_row(
+    httpserver: HTTPServer, client_for: Any
+) -> None:
+    """A proxy's (or a starting NocoDB's) 404 says nothing about the row."""
+    httpserver.expect_request(f"{RECORDS}/7").respond_with_data("Not Found", status=404)
+    with pytest.raises(NocoDBUnavailable, match="without a NocoDB error"):
+        client_for().get_row(7)
+
+
 def test_reject_deletes_the_row(httpserver: HTTPServer, client_for: Any) -> None:
     httpserver.expect_request(RECORDS, method="DELETE", json=[{"Id": 3}]).respond_with_json(
         [{"Id": 3}]

@@ -8,6 +8,7 @@ after the download was approved with the old photo's reason.
 from __future__ import annotations
 
 import errno
+import json
 from collections.abc import Iterator
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
@@ -232,6 +233,6 @@ def test_the_intent_is_on_disk_before_the_row_is_changed(tmp_path: Path) -> None
 
     sweep.run()
 
-    records = list(audit.query(row_id=1))
-    assert [(r["intent"], r["action"]) for r in records] == [(True, "none"), (False, "deleted")]
+    lines = [json.loads(line) for _, day in audit.files() for line in day.read_text().splitlines()]
+    assert [(r["intent"], r["action"]) for r in lines] == [(True, "none"), (False, "deleted")]
     assert client.deleted == [1]
