@@ -1,0 +1,172 @@
+"""Purging a deleted row's files: queue, check references, remove, verify, forget.
+
+Order, for one deleted row (see :mod:`nocodb_guard.storage.queue` for why it is safe):
+
+1. :meth:`Purger.remember` queues the row's stored files, before the row is deleted;
+2. the sweep deletes the row (a definitive verdict);
+3. :meth:`Purger.purge` reads which files the table's rows still use (one scan), keeps
+   those (an admin duplicated the row: NocoDB reuses the stored file), removes the others
+   with the storage backend, verifies they are gone (not on the storage any more, and an
+   anonymous fetch of their path no longer answers 200), and only then forgets them.
+
+Anything transient (NocoDB or the storage unavailable, a permission refused) leaves the
+file queued; :meth:`Purger.retry` runs at every pass. A location that is unsafe (a crafted
+path escaping the folder, a symlink) is refused: logged as an error, never touched, and
+dropped from the queue, since no retry can make it safe.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import structlog
+
+from nocodb_guard.errors import RetryLater
+from nocodb_guard.models import Attachment
+from nocodb_guard.storage.base import (
+    PurgeStatus,
+    StorageBackend,
+    StorageRefused,
+    StorageUnavailable,
+    StoredFile,
+)
+from nocodb_guard.storage.queue import PurgeQueue
+
+log = structlog.get_logger("nocodb_guard.storage")
+
+
+class ReferenceSource(Protocol):
+    """Which stored files the rows of the table use now (the NocoDB client)."""
+
+    def referenced_files(self) -> frozenset[str]:
+        """:attr:`StoredFile.key` of every attachment of every row; raises RetryLater."""
+        ...
+
+
+class Probe(Protocol):
+    """An anonymous fetch from the NocoDB origin (:class:`~.exposure.AnonymousProbe`)."""
+
+    def status(self, path: str) -> int | None: ...
+
+
+class PurgeObserver(Protocol):
+    """Metrics: told how each file's purge ended."""
+
+    def record_purge(self, status: PurgeStatus) -> None: ...
+
+
+@dataclass(frozen=True)
+class PurgeResult:
+    file: StoredFile
+    status: PurgeStatus
+    removed: int = 0
+    """Stored objects removed for this file (the file and its thumbnails)."""
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class PurgeReport:
+    results: tuple[PurgeResult, ...] = ()
+
+    def count(self, status: PurgeStatus) -> int:
+        return sum(1 for r in self.results if r.status is status)
+
+    @property
+    def purged(self) -> int:
+        return self.count(PurgeStatus.PURGED)
+
+    def summary(self) -> dict[str, int]:
+        return dict(Counter(r.status.value for r in self.results))
+
+
+def stored_files(attachments: Iterable[Attachment]) -> list[StoredFile]:
+    """The stored files of a row's attachments (placeholders without a location skipped)."""
+    files = (StoredFile.of(a) for a in attachments)
+    return list(dict.fromkeys(f for f in files if f is not None))
+
+
+class Purger:
+    """Removes deleted rows' files from NocoDB's storage, durably."""
+
+    def __init__(
+        self,
+        backend: StorageBackend,
+        queue: PurgeQueue,
+        references: ReferenceSource,
+        probe: Probe | None = None,
+        observer: PurgeObserver | None = None,
+    ) -> None:
+        self._backend = backend
+        self._queue = queue
+        self._references = references
+        self._probe = probe
+        self._observer = observer
+
+    def remember(self, attachments: Sequence[Attachment]) -> None:
+        """Queue a row's files durably; call before deleting the row."""
+        self._queue.add(stored_files(attachments))
+
+    def purge(self, attachments: Sequence[Attachment]) -> PurgeReport:
+        """Purge a deleted row's files (queued by :meth:`remember`)."""
+        return self._purge(stored_files(attachments))
+
+    def retry(self) -> PurgeReport:
+        """Purge everything still queued (earlier failures, a crash before the purge)."""
+        pending = self._queue.pending()
+        return self._purge(pending) if pending else PurgeReport()
+
+    def _purge(self, files: list[StoredFile]) -> PurgeReport:
+        try:
+            referenced = self._references.referenced_files()
+        except RetryLater as exc:
+            log.warning("purge_deferred", files=len(files), error=str(exc))
+            return self._finish([PurgeResult(f, PurgeStatus.QUEUED, 0, str(exc)) for f in files])
+        return self._finish([self._purge_one(f, referenced) for f in files])
+
+    def _purge_one(self, file: StoredFile, referenced: frozenset[str]) -> PurgeResult:
+        if file.key in referenced:
+            return PurgeResult(file, PurgeStatus.KEPT_REFERENCED, 0, "another row uses it")
+        try:
+            removed = self._backend.remove(file)
+            problem = self._still_there(file)
+        except StorageRefused as exc:
+            return PurgeResult(file, PurgeStatus.REFUSED, 0, str(exc))
+        except StorageUnavailable as exc:
+            return PurgeResult(file, PurgeStatus.QUEUED, 0, str(exc))
+        if problem:
+            return PurgeResult(file, PurgeStatus.QUEUED, removed, problem)
+        return PurgeResult(file, PurgeStatus.PURGED, removed)
+
+    def _still_there(self, file: StoredFile) -> str:
+        """Why the file is not verifiably gone; empty when it is."""
+        if self._backend.exists(file):
+            return "still on the storage after removal"
+        if self._probe is not None and file.path is not None:
+            status = self._probe.status(file.path)
+            if status is None:
+                return "NocoDB did not answer the verification fetch"
+            if status == 200:
+                return "NocoDB still serves it (HTTP 200)"
+        return ""
+
+    def _finish(self, results: list[PurgeResult]) -> PurgeReport:
+        self._queue.discard(r.file for r in results if r.status is not PurgeStatus.QUEUED)
+        for result in results:
+            _log(result, self._backend.name)
+            if self._observer is not None:
+                self._observer.record_purge(result.status)
+        return PurgeReport(tuple(results))
+
+
+def _log(result: PurgeResult, backend: str) -> None:
+    """One line per file; the storage path is NocoDB's name for it, not uploader text."""
+    fields = {"storage": backend, "file": result.file.key, "status": result.status.value}
+    if result.status is PurgeStatus.REFUSED:
+        log.error("purge_refused", reason=result.detail, **fields)
+    elif result.status is PurgeStatus.QUEUED:
+        log.warning("purge_queued", reason=result.detail, **fields)
+    else:
+        log.info("purge_done", removed=result.removed, **fields)
