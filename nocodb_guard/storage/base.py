@@ -35,6 +35,11 @@ class StoredFile:
         return self.path or self.url or ""
 
     @classmethod
+    def from_key(cls, key: str) -> StoredFile:
+        """The file a :attr:`key` names (as recorded in the ledger)."""
+        return cls(url=key) if "://" in key else cls(path=key)
+
+    @classmethod
     def of(cls, attachment: Attachment) -> StoredFile | None:
         """The stored file behind an attachment entry; None for a placeholder without one."""
         if not attachment.path and not attachment.url:
