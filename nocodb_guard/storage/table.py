@@ -11,7 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Protocol
 
+from nocodb_guard.errors import RetryLater
 from nocodb_guard.models import Attachment
+from nocodb_guard.storage.base import StoredFile
 from nocodb_guard.storage.ledger import FileLedger
 from nocodb_guard.storage.purge import stored_files
 
@@ -33,11 +35,14 @@ class TableFiles:
         self._recorded: set[str] | None = None
 
     def referenced_files(self) -> frozenset[str]:
-        keys = frozenset(
-            f.key for cell in self._client.iter_attachment_cells() for f in stored_files(cell)
-        )
+        """Raises :class:`RetryLater` when a cell cannot be read: its files are unknown."""
+        keys: set[str] = set()
+        for cell in self._client.iter_attachment_cells():
+            if any(StoredFile.of(a) is None for a in cell):
+                raise RetryLater("a row's attachment cell cannot be read: purging waits")
+            keys.update(f.key for f in stored_files(cell))
         self.record(keys)
-        return keys
+        return frozenset(keys)
 
     def seen(self, attachments: Iterable[Attachment]) -> None:
         """A row of the table was read: its files belong to the table."""
