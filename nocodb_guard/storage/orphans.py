@@ -15,8 +15,14 @@ from dataclasses import dataclass
 
 import structlog
 
-from nocodb_guard.storage.base import StorageBackend, StorageRefused, StoredFile
+from nocodb_guard.errors import ConfigError
+from nocodb_guard.settings import Settings
+from nocodb_guard.storage.base import PurgeStatus, StorageBackend, StorageRefused, StoredFile
+from nocodb_guard.storage.config import backend_from_settings, build_purger, table_files
 from nocodb_guard.storage.ledger import FileLedger
+from nocodb_guard.storage.purge import PurgeReport
+from nocodb_guard.storage.queue import PurgeQueue
+from nocodb_guard.storage.table import AttachmentCells
 
 log = structlog.get_logger("nocodb_guard.storage")
 
@@ -52,3 +58,52 @@ def find_orphans(
         except StorageRefused as exc:
             log.error("orphan_refused", file=key, reason=str(exc))
     return orphans
+
+
+@dataclass(frozen=True)
+class OrphanReport:
+    orphans: tuple[Orphan, ...]
+    purge: PurgeReport | None
+    """None for a dry run."""
+
+    def rows(self) -> list[dict[str, str]]:
+        """One entry per orphan: its storage location, what happened, and why."""
+        results = {r.file: r for r in self.purge.results} if self.purge else {}
+        rows = []
+        for orphan in self.orphans:
+            result = results.get(orphan.file)
+            status = result.status.value if result else "dry_run"
+            detail = result.detail if result else ""
+            rows.append({"file": orphan.file.key, "status": status, "detail": detail})
+        return rows
+
+    @property
+    def complete(self) -> bool:
+        """Nothing left queued or refused."""
+        unfinished = (PurgeStatus.QUEUED, PurgeStatus.REFUSED)
+        return self.purge is None or not any(self.purge.count(s) for s in unfinished)
+
+
+def purge_orphans(
+    settings: Settings,
+    client: AttachmentCells,
+    *,
+    older_than: float,
+    dry_run: bool,
+) -> OrphanReport:
+    """Find the table's orphans and, unless ``dry_run``, purge them through the queue."""
+    backend = backend_from_settings(settings)
+    purger = build_purger(settings, client)
+    if backend is None or purger is None:
+        raise ConfigError("purge: nocodb_data_dir is not set (NocoDB's data folder)")
+    files = table_files(settings, client)
+    found = find_orphans(
+        FileLedger(settings.state_dir, settings.require_table()),
+        files.referenced_files(),
+        backend,
+        older_than=older_than,
+    )
+    if dry_run or not found:
+        return OrphanReport(tuple(found), None)
+    PurgeQueue(settings.state_dir).add(o.file for o in found)
+    return OrphanReport(tuple(found), purger.retry())
