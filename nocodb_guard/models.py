@@ -123,6 +123,8 @@ class Attachment:
     size: int | None = None
     path: str | None = None
     signed_path: str | None = None
+    thumbnail_links: tuple[str, ...] = ()
+    """``signedPath`` of each thumbnail: fetched anonymously to verify a purge."""
     url: str | None = None
     signed_url: str | None = None
     id: str | None = None

@@ -12,7 +12,10 @@ from urllib.parse import quote
 
 import requests
 
-from nocodb_guard.storage.local import relative_parts
+from nocodb_guard.storage.base import StorageRefused
+
+#: The routes NocoDB serves stored files on: unsigned (``download/``) and signed links.
+FILE_ROUTES = ("download/", "dltemp/")
 
 
 class AnonymousProbe:
@@ -27,10 +30,10 @@ class AnonymousProbe:
     def status(self, path: str) -> int | None:
         """The HTTP status of an anonymous fetch of ``path``; None when NocoDB did not answer.
 
-        ``path`` must be a local upload path (``download/...``, checked like the purge
-        checks it), so the request cannot leave the NocoDB origin.
+        ``path`` must be a relative file route (``download/...`` or a signed ``dltemp/...``
+        link) without empty, ``.`` or ``..`` parts, so the request stays on the origin.
         """
-        relative_parts(path)
+        check_route(path)
         url = f"{self._base}/{quote(path, safe='/')}"
         try:
             with self._session.get(
@@ -42,3 +45,12 @@ class AnonymousProbe:
 
     def close(self) -> None:
         self._session.close()
+
+
+def check_route(path: str) -> None:
+    """Refuse anything but a plain relative path under one of NocoDB's file routes."""
+    parts = path.split("/")
+    if not path.startswith(FILE_ROUTES) or any(p in ("", ".", "..") for p in parts):
+        raise StorageRefused("not a NocoDB file route on the NocoDB origin")
+    if any(c in path for c in "\\?#%\x00") or "://" in path:
+        raise StorageRefused("not a NocoDB file route on the NocoDB origin")

@@ -110,28 +110,43 @@ class Purger:
         self._queue.add(stored_files(attachments))
 
     def purge(self, attachments: Sequence[Attachment]) -> PurgeReport:
-        """Purge a deleted row's files (queued by :meth:`remember`)."""
-        return self._purge(stored_files(attachments))
+        """Purge a deleted row's files (queued by :meth:`remember`).
+
+        The row's signed links (file and thumbnails, still valid for a while) are fetched
+        too, to verify: with ``NC_SECURE_ATTACHMENTS`` they are the only way files are served.
+        """
+        links: dict[StoredFile, tuple[str, ...]] = {}
+        for attachment in attachments:
+            file = StoredFile.of(attachment)
+            if file is not None:
+                signed = (attachment.signed_path,) if attachment.signed_path else ()
+                links[file] = links.get(file, ()) + signed + attachment.thumbnail_links
+        return self._purge(list(links), links)
 
     def retry(self) -> PurgeReport:
         """Purge everything still queued (earlier failures, a crash before the purge)."""
         pending = self._queue.pending()
         return self._purge(pending) if pending else PurgeReport()
 
-    def _purge(self, files: list[StoredFile]) -> PurgeReport:
+    def _purge(
+        self, files: list[StoredFile], links: dict[StoredFile, tuple[str, ...]] | None = None
+    ) -> PurgeReport:
         try:
             referenced = self._references.referenced_files()
         except RetryLater as exc:
             log.warning("purge_deferred", files=len(files), error=str(exc))
             return self._finish([PurgeResult(f, PurgeStatus.QUEUED, 0, str(exc)) for f in files])
-        return self._finish([self._purge_one(f, referenced) for f in files])
+        known = links or {}
+        return self._finish([self._purge_one(f, referenced, known.get(f, ())) for f in files])
 
-    def _purge_one(self, file: StoredFile, referenced: frozenset[str]) -> PurgeResult:
+    def _purge_one(
+        self, file: StoredFile, referenced: frozenset[str], links: tuple[str, ...]
+    ) -> PurgeResult:
         if file.key in referenced:
             return PurgeResult(file, PurgeStatus.KEPT_REFERENCED, 0, "another row uses it")
         try:
             removed = self._backend.remove(file)
-            problem = self._still_there(file)
+            problem = self._still_there(file, links)
         except StorageRefused as exc:
             return PurgeResult(file, PurgeStatus.REFUSED, 0, str(exc))
         except StorageUnavailable as exc:
@@ -140,12 +155,14 @@ class Purger:
             return PurgeResult(file, PurgeStatus.QUEUED, removed, problem)
         return PurgeResult(file, PurgeStatus.PURGED, removed)
 
-    def _still_there(self, file: StoredFile) -> str:
+    def _still_there(self, file: StoredFile, links: tuple[str, ...]) -> str:
         """Why the file is not verifiably gone; empty when it is."""
         if self._backend.exists(file):
             return "still on the storage after removal"
-        if self._probe is not None and file.path is not None:
-            status = self._probe.status(file.path)
+        if self._probe is None:
+            return ""
+        for link in ((file.path,) if file.path else ()) + links:
+            status = self._probe.status(link)
             if status is None:
                 return "NocoDB did not answer the verification fetch"
             if status == 200:

@@ -100,7 +100,7 @@ def test_purge_removes_verifies_and_forgets(tmp_path: Path) -> None:
 
     assert [r.status for r in report.results] == [PurgeStatus.PURGED]
     assert report.results[0].removed == 4
-    assert probe.asked == [f"download/{FOLDER}/face.jpg"]
+    assert probe.asked == [f"download/{FOLDER}/face.jpg", "dltemp/x/1/y"]
     assert PurgeQueue(tmp_path).pending() == []
 
 
