@@ -39,10 +39,14 @@ log = structlog.get_logger("nocodb_guard.storage")
 
 
 class ReferenceSource(Protocol):
-    """Which stored files the rows of the table use now (the NocoDB client)."""
+    """Which stored files the rows of the table use (:class:`~.table.TableFiles`)."""
 
     def referenced_files(self) -> frozenset[str]:
-        """:attr:`StoredFile.key` of every attachment of every row; raises RetryLater."""
+        """:attr:`StoredFile.key` of every attachment of every row now; raises RetryLater."""
+        ...
+
+    def seen(self, attachments: Iterable[Attachment]) -> None:
+        """A row of the table was read: remember that its files belong to the table."""
         ...
 
 
@@ -50,6 +54,8 @@ class Probe(Protocol):
     """An anonymous fetch from the NocoDB origin (:class:`~.exposure.AnonymousProbe`)."""
 
     def status(self, path: str) -> int | None: ...
+
+    def close(self) -> None: ...
 
 
 class PurgeObserver(Protocol):
@@ -105,6 +111,10 @@ class Purger:
         self._probe = probe
         self._observer = observer
 
+    def seen(self, attachments: Sequence[Attachment]) -> None:
+        """A row was moderated: its files belong to the table (for the orphan purge)."""
+        self._references.seen(attachments)
+
     def remember(self, attachments: Sequence[Attachment]) -> None:
         """Queue a row's files durably; call before deleting the row."""
         self._queue.add(stored_files(attachments))
@@ -127,6 +137,10 @@ class Purger:
         """Purge everything still queued (earlier failures, a crash before the purge)."""
         pending = self._queue.pending()
         return self._purge(pending) if pending else PurgeReport()
+
+    def close(self) -> None:
+        if self._probe is not None:
+            self._probe.close()
 
     def _purge(
         self, files: list[StoredFile], links: dict[StoredFile, tuple[str, ...]] | None = None

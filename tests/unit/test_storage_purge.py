@@ -6,6 +6,7 @@ import os
 import stat
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,9 @@ class Table:
         self.keys = frozenset(keys)
         self.down = False
 
+    def seen(self, attachments: Iterable[Attachment]) -> None:
+        """Not needed here: the ledger has its own tests."""
+
     def referenced_files(self) -> frozenset[str]:
         if self.down:
             raise NocoDBUnavailable("NocoDB is down")
@@ -40,6 +44,9 @@ class Probe:
     def status(self, path: str) -> int | None:
         self.asked.append(path)
         return self.answer
+
+    def close(self) -> None:
+        """Nothing to close."""
 
 
 def attachment(name: str) -> Attachment:
