@@ -13,11 +13,11 @@ before a row is deleted it is read again, and left alone if an admin changed it 
 from __future__ import annotations
 
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol, TypeAlias
+from typing import Protocol, TypeAlias
 
 import structlog
 
@@ -44,6 +44,7 @@ from nocodb_guard.models import (
     Verdict,
 )
 from nocodb_guard.policy import RowEvidence, decide
+from nocodb_guard.report import SweepResult
 
 log = structlog.get_logger("nocodb_guard.sweep")
 
@@ -86,50 +87,6 @@ class SweepOptions:
     """Re-evaluate rows already approved instead of pending ones (references changed?)."""
     apply: bool = False
     """With ``recheck_approved``: act on rows that now fail (else only report them)."""
-
-
-@dataclass
-class SweepResult:
-    outcomes: list[RowOutcome] = field(default_factory=list)
-    seconds: float = 0.0
-    stopped_early: bool = False
-    error: str | None = None
-    """Set when the pass was cut short by NocoDB becoming unavailable."""
-
-    @property
-    def deferred(self) -> int:
-        return sum(1 for o in self.outcomes if o.decision.verdict is Verdict.DEFERRED)
-
-    def summary(self) -> dict[str, Any]:
-        verdicts = Counter(o.decision.verdict.value for o in self.outcomes)
-        rejected = Counter(
-            o.decision.reason.value
-            for o in self.outcomes
-            if o.decision.verdict is Verdict.REJECTED
-        )
-        deferred = Counter(
-            o.decision.reason.value
-            for o in self.outcomes
-            if o.decision.verdict is Verdict.DEFERRED
-        )
-        return {
-            "rows": len(self.outcomes),
-            "approved": verdicts.get("approved", 0),
-            "rejected": verdicts.get("rejected", 0),
-            "deferred": verdicts.get("deferred", 0),
-            "rejected_by_reason": dict(rejected),
-            "deferred_by_reason": dict(deferred),
-            "seconds": round(self.seconds, 3),
-            "stopped_early": self.stopped_early,
-            "error": self.error,
-        }
-
-    def status_line(self) -> str:
-        """One short line for systemd's STATUS= and the console."""
-        s = self.summary()
-        text = f"{s['rows']} rows: {s['approved']} approved, {s['rejected']} rejected, "
-        text += f"{s['deferred']} deferred in {s['seconds']:.1f}s"
-        return text + (f" ({self.error})" if self.error else "")
 
 
 @dataclass(frozen=True)

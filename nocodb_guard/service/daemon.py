@@ -30,6 +30,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from nocodb_guard.errors import AlreadyRunning, GuardError, NocoDBUnavailable, Stop
 from nocodb_guard.faces.see import PipelineConfig
 from nocodb_guard.faces.workers import make_analyzer
+from nocodb_guard.report import SweepResult
 from nocodb_guard.runtime import Runtime, build_runtime
 from nocodb_guard.service.health import write_heartbeat
 from nocodb_guard.service.locking import sweep_lock
@@ -39,7 +40,6 @@ from nocodb_guard.service.signals import Flags
 from nocodb_guard.service.webhook import WebhookServer
 from nocodb_guard.settings import Settings
 from nocodb_guard.startup import StartupReport, check_startup
-from nocodb_guard.sweep import SweepResult
 
 log = structlog.get_logger("nocodb_guard.service.daemon")
 

@@ -20,6 +20,7 @@ import pytest
 
 from nocodb_guard.errors import NocoDBUnavailable
 from nocodb_guard.models import RowOutcome
+from nocodb_guard.report import SweepResult
 from nocodb_guard.service.daemon import Daemon, Liveness, stall_bound, stoppable_sleep
 from nocodb_guard.service.health import read_heartbeat
 from nocodb_guard.service.metrics import Metrics, request_error_kind
@@ -27,7 +28,6 @@ from nocodb_guard.service.notify import SystemdNotifier
 from nocodb_guard.service.signals import Flags
 from nocodb_guard.settings import Settings
 from nocodb_guard.startup import StartupReport
-from nocodb_guard.sweep import SweepResult
 
 WAIT_S = 10.0
 
