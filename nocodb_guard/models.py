@@ -180,4 +180,6 @@ class RowOutcome:
     decision: Decision
     action: Action
     pictures: tuple[PictureAnalysis, ...] = ()
+    files_purged: int | None = None
+    """Stored files removed from NocoDB's storage with the deleted row; None: no purge ran."""
     timings: dict[str, float] = field(default_factory=dict)

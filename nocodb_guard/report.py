@@ -114,6 +114,7 @@ def outcome_json(outcome: RowOutcome) -> dict[str, Any]:
         "distance": _round(decision.distance),
         "tolerance": decision.tolerance,
         "action": outcome.action.value,
+        "files_purged": outcome.files_purged,
         "explanation": decision.explanation,
         "pictures": [picture_json(p) for p in outcome.pictures],
     }

@@ -57,6 +57,8 @@ class Runtime:
             self.analyzer,
             options,
             recorders=tuple(self.recorders),
+            # A pass that changes nothing in NocoDB changes nothing in its storage either.
+            purger=None if dry_run or (recheck_approved and not apply) else self.purger,
         )
 
     def close(self) -> None:

@@ -69,6 +69,22 @@ class References(Protocol):
     def load(self, label: str) -> ReferenceSet | None: ...
 
 
+class Purger(Protocol):
+    """Removes a deleted row's files from NocoDB's storage (:mod:`nocodb_guard.storage`)."""
+
+    def retry(self) -> object:
+        """Finish the purges an earlier pass left queued."""
+        ...
+
+    def seen(self, row: Row) -> None:
+        """The row is the table's: remember its files (for ``purge --orphans``)."""
+        ...
+
+    def delete(self, row: Row, delete: Callable[[], Action]) -> tuple[Action, int | None]:
+        """Run ``delete``; if the row is gone, purge its files: (action, files purged)."""
+        ...
+
+
 class Recorder(Protocol):
     """Audit trail and metrics: told about every outcome."""
 
@@ -146,12 +162,16 @@ class Sweeper:
         analyzer: Analyzer,
         options: SweepOptions,
         recorders: tuple[Recorder, ...] = (),
+        purger: Purger | None = None,
     ) -> None:
         self._client = client
         self._references = references
         self._analyzer = analyzer
         self._options = options
         self._recorders = recorders
+        self._purger = purger
+        self._files_purged: dict[int, int | None] = {}
+        """Row id -> files purged with it, from the deletion to its outcome record."""
 
     def run(
         self,
@@ -161,6 +181,8 @@ class Sweeper:
         """One pass. Raises only what stops everything (auth, schema); see module doc."""
         started = time.perf_counter()
         result = SweepResult()
+        if self._purger is not None:
+            self._purger.retry()
         if self._options.recheck_approved:
             rows = self._client.iter_approved(limit=self._options.limit)
         else:
@@ -270,6 +292,8 @@ class Sweeper:
         if self._options.recheck_approved and decision.verdict is Verdict.REJECTED:
             # Log, audit and the Reason written all say this row had been approved before.
             decision = replace(decision, explanation=f"re-check: {decision.explanation}")
+        if self._purger is not None:
+            self._purger.seen(row)
         action = self._act(row, decision)
         return self._outcome(prepared, decision, action, pictures, started, analysed)
 
@@ -283,9 +307,7 @@ class Sweeper:
         try:
             if decision.verdict is Verdict.APPROVED:
                 return self._client.approve(row.id, decision.explanation)
-            if not self._unchanged(row):
-                return Action.CHANGED_MEANWHILE
-            return self._client.reject(row.id, decision.explanation)
+            return self._reject(row, decision)
         except RowGone:
             return Action.GONE
 
@@ -296,11 +318,20 @@ class Sweeper:
         if not self._options.apply:
             return Action.WOULD_REJECT
         try:
-            if not self._unchanged(row):
-                return Action.CHANGED_MEANWHILE
-            return self._client.reject(row.id, decision.explanation)
+            return self._reject(row, decision)
         except RowGone:
             return Action.GONE
+
+    def _reject(self, row: Row, decision: Decision) -> Action:
+        """Delete (or tag) the row if unchanged; the purger removes a deleted row's files."""
+        if not self._unchanged(row):
+            return Action.CHANGED_MEANWHILE
+        if self._purger is None:
+            return self._client.reject(row.id, decision.explanation)
+        action, self._files_purged[row.id] = self._purger.delete(
+            row, lambda: self._client.reject(row.id, decision.explanation)
+        )
+        return action
 
     def _unchanged(self, row: Row) -> bool:
         """Deleting is irreversible: read the row again and act only if nobody touched it."""
@@ -326,6 +357,7 @@ class Sweeper:
             decision=decision,
             action=action,
             pictures=tuple(pictures),
+            files_purged=self._files_purged.pop(prepared.row.id, None),
             timings={
                 "download_s": round(prepared.download_seconds, 4),
                 "analyse_wait_s": round(analysed - started, 4),

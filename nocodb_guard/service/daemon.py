@@ -122,6 +122,8 @@ class Daemon:
         self._notifier = notifier or SystemdNotifier()
         self._metrics = metrics or Metrics(enabled=settings.metrics_port > 0)
         runtime.recorders.append(self._metrics)
+        if runtime.purger is not None:
+            runtime.purger.observer = self._metrics
         self._scheduler = BackgroundScheduler(timezone="UTC")
         self._webhook: WebhookServer | None = None
         self._liveness = liveness or Liveness(

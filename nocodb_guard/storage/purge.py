@@ -18,14 +18,14 @@ dropped from the queue, since no retry can make it safe.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 import structlog
 
 from nocodb_guard.errors import RetryLater
-from nocodb_guard.models import Attachment
+from nocodb_guard.models import Action, Attachment, Row
 from nocodb_guard.storage.base import (
     PurgeStatus,
     StorageBackend,
@@ -109,11 +109,25 @@ class Purger:
         self._queue = queue
         self._references = references
         self._probe = probe
-        self._observer = observer
+        self.observer = observer
+        """Metrics; set by the daemon once it has them."""
 
-    def seen(self, attachments: Sequence[Attachment]) -> None:
+    def seen(self, row: Row) -> None:
         """A row was moderated: its files belong to the table (for the orphan purge)."""
-        self._references.seen(attachments)
+        self._references.seen(row.attachments)
+
+    def delete(self, row: Row, delete: Callable[[], Action]) -> tuple[Action, int | None]:
+        """Queue the row's files, run ``delete``, then purge them if the row is gone.
+
+        Returns the action and the files purged (None when the row was kept: tagged
+        rejected rows keep their files for the admin's review).
+        """
+        self.remember(row.attachments)
+        action = delete()
+        if action not in (Action.DELETED, Action.ALREADY_GONE):
+            self._queue.discard(stored_files(row.attachments))
+            return action, None
+        return action, self.purge(row.attachments).purged
 
     def remember(self, attachments: Sequence[Attachment]) -> None:
         """Queue a row's files durably; call before deleting the row."""
@@ -187,8 +201,8 @@ class Purger:
         self._queue.discard(r.file for r in results if r.status is not PurgeStatus.QUEUED)
         for result in results:
             _log(result, self._backend.name)
-            if self._observer is not None:
-                self._observer.record_purge(result.status)
+            if self.observer is not None:
+                self.observer.record_purge(result.status)
         return PurgeReport(tuple(results))
 
 

@@ -159,6 +159,7 @@ class FakeRuntime:
         self.passes = list(passes)
         self.count = 0
         self.recorders: list[Any] = []
+        self.purger: Any = None
         self.analyzer: Any = FakeAnalyzer()
         self.closed = False
 
