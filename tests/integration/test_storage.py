@@ -12,7 +12,8 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,13 @@ def anonymous_statuses(server: DevServer, upload: dict[str, Any]) -> list[int]:
     return [requests.get(f"{server.url}/{link}", timeout=10).status_code for link in links]
 
 
+def wait_for(condition: Callable[[], bool], seconds: float = 15.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.2)
+
+
 def wrong_person(server: DevServer) -> dict[str, Any]:
     return server.submit(GRACE, [("astronaut.png", samples.astronaut_png(), "image/png")])
 
@@ -91,7 +99,8 @@ def test_after_a_sweep_deleted_files_are_gone_and_approved_ones_stay(
         server.submit(GRACE, [("cat.png", samples.chelsea_png(), "image/png")]),
         server.submit(GRACE, [("two.jpg", samples.two_faces_side_by_side(), "image/jpeg")]),
     ]
-    assert all(all(on_disk(server, upload_of(r)["path"]).values()) for r in rejected)
+    for row in rejected:  # NocoDB makes thumbnails in the background
+        wait_for(lambda r=row: all(on_disk(server, upload_of(r)["path"]).values()))
 
     result = run_guard(server, references, state, "sweep", "--json", **data_env(server))
 
