@@ -31,6 +31,7 @@ from nocodb_guard.errors import (
     UrlNotAllowed,
 )
 from nocodb_guard.models import Attachment, Row
+from nocodb_guard.nocodb.pacing import Budget, PacingTotals
 from nocodb_guard.nocodb.records import ID_FIELD, find_same_attachment, parse_row
 from nocodb_guard.nocodb.schema import TableSchema, parse_schema, politician_options
 from nocodb_guard.nocodb.transport import RequestObserver, Transport
@@ -64,6 +65,10 @@ class NocoDBClient:
     def close(self) -> None:
         """Close the session if this client created it."""
         self._transport.close()
+
+    def pacing(self) -> PacingTotals:
+        """What the rate limiter cost so far: for the daemon's metrics and status line."""
+        return self._transport.pacer.totals()
 
     def __enter__(self) -> NocoDBClient:
         return self
@@ -248,7 +253,7 @@ class NocoDBClient:
     def table_schema(self) -> TableSchema:
         """Column titles, types and select options of the table."""
         path = f"/api/v2/meta/tables/{self._table}"
-        data = self._transport.request("GET", path, "meta.table")
+        data = self._transport.request("GET", path, "meta.table", budget=Budget.META)
         if not isinstance(data, dict) or not isinstance(data.get("columns"), list):
             raise NocoDBRequestError(f"GET {path}: answer has no 'columns'")
         return parse_schema(self._table, data)
