@@ -49,6 +49,17 @@ class PacingTotals:
     holds: int = 0
     """Times the server's headers or a 429 made a budget wait (not the spacing itself)."""
 
+    def since(self, earlier: PacingTotals) -> PacingTotals:
+        """What pacing cost between ``earlier`` and these totals (one pass)."""
+        return PacingTotals(self.paced_seconds - earlier.paced_seconds, self.holds - earlier.holds)
+
+    def describe(self) -> str:
+        """For a status line: empty when pacing cost (next to) nothing."""
+        if self.paced_seconds < 0.5 and not self.holds:
+            return ""
+        text = f"paced {self.paced_seconds:.0f} s by the rate limit"
+        return text + (f" ({self.holds} server hold(s))" if self.holds else "")
+
 
 class _Bucket:
     """One budget's state; only touched under the :class:`Pacer` lock."""
