@@ -115,6 +115,11 @@ class DevServer:
     def form_uuid(self) -> str:
         return self.env["NOCODB_DEV_FORM_UUID"]
 
+    @property
+    def gallery_uuid(self) -> str:
+        """The public gallery of approved pictures (what the campaign site shows)."""
+        return self.env["NOCODB_DEV_GALLERY_UUID"]
+
     # ----------------------------------------------------------- visitors and admins
     def submit(
         self,

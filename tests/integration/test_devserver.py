@@ -83,6 +83,49 @@ def test_an_anonymous_form_submission_lands_with_a_downloadable_signed_attachmen
     assert download.content == picture
 
 
+def test_stored_files_are_served_only_through_signed_links_as_in_production(
+    clean_table: DevServer,
+) -> None:
+    created = clean_table.submit("obama", [("face.jpg", small_jpeg(), "image/jpeg")])
+
+    [attachment] = created["Photo"]
+    anonymous = requests.get(f"{clean_table.url}/{attachment['path']}", timeout=30)
+    signed = requests.get(f"{clean_table.url}/{attachment['signedPath']}", timeout=30)
+    assert anonymous.status_code != 200
+    assert signed.status_code == 200
+
+
+def test_guard_env_points_the_purge_at_the_folder_holding_the_uploads(
+    clean_table: DevServer,
+) -> None:
+    created = clean_table.submit("obama", [("face.jpg", small_jpeg(), "image/jpeg")])
+
+    stored = created["Photo"][0]["path"].removeprefix("download/")
+    data_dir = Path(clean_table.env["NOCODB_GUARD_NOCODB_DATA_DIR"])
+    assert (data_dir / "nc" / "uploads" / stored).is_file()
+
+
+def test_the_public_gallery_shows_approved_rows_only(clean_table: DevServer) -> None:
+    clean_table.insert(
+        [
+            {"Title": "kept", "Status": "approved"},
+            {"Title": "tagged", "Status": "rejected"},
+            {"Title": "to review", "Status": "review"},
+            {"Title": "pending"},
+        ]
+    )
+
+    shown = nocodb_admin.shared_view_rows(clean_table.url, clean_table.gallery_uuid)
+
+    assert [row["Title"] for row in shown] == ["kept"]
+
+
+def test_the_status_field_offers_approved_rejected_and_review(nocodb: DevServer) -> None:
+    options = nocodb_admin.get_select_options(nocodb.url, nocodb.token, nocodb.table_id, "Status")
+
+    assert options == ["approved", "rejected", "review"]
+
+
 def test_several_files_in_one_submission_stay_in_one_cell_in_order(clean_table: DevServer) -> None:
     files = [
         ("first.jpg", small_jpeg("red"), "image/jpeg"),
