@@ -58,6 +58,25 @@ def test_guard_env_is_private_and_names_the_configured_fields(nocodb: DevServer)
     assert nocodb.url == f"http://127.0.0.1:{nocodb.port}"
 
 
+def test_the_server_runs_on_the_database_the_suite_asked_for(nocodb: DevServer) -> None:
+    status = nocodb.run("status", timeout=30)
+
+    assert f"on {nocodb.db} (healthy" in status.stdout
+    if nocodb.db == "postgres":
+        postmaster = int((nocodb.dir / "pg" / "postmaster.pid").read_text().split()[0])
+        assert Path(f"/proc/{postmaster}").stat().st_uid != 0  # PostgreSQL refuses root
+        assert "PostgreSQL running" in status.stdout
+
+
+def test_a_data_dir_keeps_its_database(nocodb: DevServer) -> None:
+    other = "sqlite" if nocodb.db == "postgres" else "postgres"
+
+    result = nocodb.run("up", db=other, timeout=60)
+
+    assert result.returncode == 1
+    assert f"holds a {nocodb.db} NocoDB" in result.stderr
+
+
 def test_the_politician_field_offers_every_configured_label(nocodb: DevServer) -> None:
     options = nocodb_admin.get_select_options(
         nocodb.url, nocodb.token, nocodb.table_id, "Politician"
@@ -214,7 +233,9 @@ def test_down_stops_only_our_server_and_up_brings_it_back_on_the_same_data(
         assert nocodb.pid() is None
         assert not is_running(pid)
         assert bystander.poll() is None
-        assert nocodb.run("status", timeout=30).returncode == 3
+        status = nocodb.run("status", timeout=30)
+        assert status.returncode == 3
+        assert "PostgreSQL running" not in status.stdout
         with pytest.raises(requests.ConnectionError):
             requests.get(f"{nocodb.url}/api/v1/health", timeout=5)
     finally:
