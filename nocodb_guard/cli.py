@@ -30,6 +30,7 @@ import structlog
 
 from nocodb_guard import __version__
 from nocodb_guard.errors import ConfigError, GuardError, NocoDBUnavailable, Stop
+from nocodb_guard.models import Action
 from nocodb_guard.settings import Settings, load_settings
 
 EXIT_OK, EXIT_DEFERRED, EXIT_CONFIG, EXIT_NOCODB, EXIT_LOCKED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
@@ -252,7 +253,7 @@ def cmd_sweep(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_NOCODB
     # A re-check that only reports exits 1 when an approved row would now be rejected:
     # a cron job or a monitor can alert on it before anyone runs it with --apply.
-    would_change = any(o.action == "would_reject" for o in result.outcomes)
+    would_change = any(o.action is Action.WOULD_REJECT for o in result.outcomes)
     return EXIT_DEFERRED if result.deferred or result.stopped_early or would_change else EXIT_OK
 
 

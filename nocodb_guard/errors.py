@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+from nocodb_guard.models import PictureProblem
+
 
 class GuardError(Exception):
     """Root of every error nocodb-guard raises on purpose."""
@@ -94,10 +96,10 @@ class AlreadyRunning(Stop):
 class BadPicture(GuardError):
     """The bytes are not a picture we can judge: a definitive fact about the upload.
 
-    ``reason`` is one of ``not_an_image``, ``unreadable``, ``too_large``.
+    ``reason`` travels as the :class:`~nocodb_guard.models.Reason` the row is rejected with.
     """
 
-    def __init__(self, reason: str, detail: str) -> None:
+    def __init__(self, reason: PictureProblem, detail: str) -> None:
         super().__init__(detail)
         self.reason = reason
         self.detail = detail

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Literal
 
 
 class Verdict(StrEnum):
@@ -40,10 +41,31 @@ class Reason(StrEnum):
     TRANSIENT_ERROR = "transient_error"
 
 
-#: Reasons a single picture can fail on, before any face is compared.
-PICTURE_PROBLEMS = frozenset(
-    {Reason.NOT_AN_IMAGE, Reason.UNREADABLE, Reason.TOO_LARGE}
-)
+PictureProblem = Literal[Reason.NOT_AN_IMAGE, Reason.UNREADABLE, Reason.TOO_LARGE]
+"""Reasons a single picture can fail on, before any face is compared."""
+
+
+class Action(StrEnum):
+    """What a sweep did to a row in NocoDB. Values are stable: they appear in audit and JSON."""
+
+    APPROVED = "approved"
+    """Tagged approved."""
+    DELETED = "deleted"
+    TAGGED_REJECTED = "tagged_rejected"
+    """Tagged rejected instead of deleted (``reject_action = "tag"``)."""
+    ALREADY_GONE = "already_gone"
+    """Rejected, but the row had already been deleted: the goal holds."""
+    NONE = "none"
+    """Deferred: nothing was changed."""
+    DRY_RUN = "dry_run"
+    GONE = "gone"
+    """The row vanished before it could be acted on."""
+    CHANGED_MEANWHILE = "changed_meanwhile"
+    """Not deleted: someone edited the row after it was read."""
+    STILL_APPROVED = "still_approved"
+    """Re-check: an approved row still passes."""
+    WOULD_REJECT = "would_reject"
+    """Re-check without ``apply``: an approved row now fails, left as it is."""
 
 
 @dataclass(frozen=True)
@@ -83,7 +105,7 @@ class PictureAnalysis:
     """
 
     name: str
-    problem: Reason | None = None
+    problem: PictureProblem | None = None
     detail: str = ""
     format: str | None = None
     original_size: tuple[int, int] | None = None
@@ -154,6 +176,6 @@ class RowOutcome:
     row_id: int
     politician: str | None
     decision: Decision
-    action: str  # "approved", "deleted", "tagged_rejected", "none", "dry_run", "gone"
+    action: Action
     pictures: tuple[PictureAnalysis, ...] = ()
     timings: dict[str, float] = field(default_factory=dict)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nocodb_guard.models import Decision, PictureAnalysis, Reason, Verdict
+from nocodb_guard.models import Decision, PictureAnalysis, PictureProblem, Reason, Verdict
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,8 @@ class RowEvidence:
     """Everything :func:`decide` may look at for one row."""
 
     politician: str | None
-    has_references: bool
+    tolerance: float | None
+    """The tolerance of the politician's reference set; None when there is no usable set."""
     attachment_count: int
     pictures: tuple[PictureAnalysis, ...] = ()
     failure: Reason | None = None
@@ -33,13 +34,13 @@ class RowEvidence:
     failure_detail: str = ""
 
 
-def decide(evidence: RowEvidence, *, tolerance: float, max_attachments: int) -> Decision:
+def decide(evidence: RowEvidence, *, max_attachments: int) -> Decision:
     """Apply the rules above, first match wins."""
     return (
         _row_rules(evidence, max_attachments)
         or _picture_rules(evidence)
         or _failure_rule(evidence)
-        or _match_rule(evidence, tolerance)
+        or _match_rule(evidence)
     )
 
 
@@ -61,7 +62,7 @@ def _row_rules(evidence: RowEvidence, max_attachments: int) -> Decision | None:
         )
     if not (evidence.politician or "").strip():
         return _reject(Reason.NO_POLITICIAN, "no politician chosen")
-    if not evidence.has_references:
+    if evidence.tolerance is None:
         return _defer(
             Reason.UNKNOWN_POLITICIAN,
             f"no reference photos configured for {evidence.politician!r}",
@@ -95,7 +96,7 @@ def _picture_problem(picture: PictureAnalysis, label: str) -> Decision | None:
     return None
 
 
-_PROBLEM_WORDS = {
+_PROBLEM_WORDS: dict[PictureProblem, str] = {
     Reason.NOT_AN_IMAGE: "is not an image",
     Reason.UNREADABLE: "is corrupt or truncated",
     Reason.TOO_LARGE: "is too large",
@@ -111,7 +112,9 @@ def _failure_rule(evidence: RowEvidence) -> Decision | None:
     return None
 
 
-def _match_rule(evidence: RowEvidence, tolerance: float) -> Decision:
+def _match_rule(evidence: RowEvidence) -> Decision:
+    tolerance = evidence.tolerance
+    assert tolerance is not None  # _row_rules deferred the row otherwise
     distances = [picture.distance for picture in evidence.pictures]
     if any(distance is None for distance in distances):
         # One face but no distance: the references were empty. Never delete on that.

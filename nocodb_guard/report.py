@@ -67,7 +67,7 @@ def outcome_json(outcome: RowOutcome) -> dict[str, Any]:
         "reason": decision.reason.value,
         "distance": _round(decision.distance),
         "tolerance": decision.tolerance,
-        "action": outcome.action,
+        "action": outcome.action.value,
         "explanation": decision.explanation,
         "pictures": [picture_json(p) for p in outcome.pictures],
     }
@@ -77,7 +77,7 @@ def outcome_line(outcome: RowOutcome) -> str:
     d = outcome.decision
     return (
         f"row {outcome.row_id:>6}  {d.verdict.value:<9} {d.reason.value:<21} "
-        f"{outcome.action:<17} {outcome.politician or '-'}: {d.explanation}"
+        f"{outcome.action.value:<17} {outcome.politician or '-'}: {d.explanation}"
     )
 
 

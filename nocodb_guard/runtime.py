@@ -44,7 +44,6 @@ class Runtime:
             limit=limit,
             recheck_approved=recheck_approved,
             apply=apply,
-            tolerance=self.settings.tolerance,
             max_attachments=self.settings.max_attachments,
             prefetch=max(2, 2 * max(self.settings.workers, 1)),
         )
@@ -54,7 +53,6 @@ class Runtime:
             self.analyzer,
             options,
             recorders=tuple(self.recorders),
-            tolerance_for=self.settings.tolerance_for,
         )
 
     def close(self) -> None:

@@ -17,7 +17,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeAlias
 
 import structlog
 
@@ -34,6 +34,7 @@ from nocodb_guard.errors import (
 from nocodb_guard.faces.references import ReferenceSet
 from nocodb_guard.faces.workers import Analyzer
 from nocodb_guard.models import (
+    Action,
     Attachment,
     Decision,
     PictureAnalysis,
@@ -58,9 +59,9 @@ class Client(Protocol):
 
     def download(self, attachment: Attachment, row_id: int) -> bytes: ...
 
-    def approve(self, row_id: int, reason_text: str) -> str: ...
+    def approve(self, row_id: int, reason_text: str) -> Action: ...
 
-    def reject(self, row_id: int, reason_text: str) -> str: ...
+    def reject(self, row_id: int, reason_text: str) -> Action: ...
 
 
 class References(Protocol):
@@ -77,7 +78,6 @@ class Recorder(Protocol):
 class SweepOptions:
     dry_run: bool = False
     limit: int | None = None
-    tolerance: float = 0.6
     max_attachments: int = 5
     prefetch: int = 4
     """Rows downloaded and analysed ahead of the one being acted on."""
@@ -132,18 +132,51 @@ class SweepResult:
         return text + (f" ({self.error})" if self.error else "")
 
 
+@dataclass(frozen=True)
+class _Deferral:
+    """An attachment that cannot be seen now (transient error, URL not allowed)."""
+
+    reason: Reason
+    detail: str
+
+
+_Slot: TypeAlias = Future[PictureAnalysis] | PictureAnalysis | _Deferral
+"""One attachment: being analysed, refused while downloading (``too_large``), or deferred."""
+
+
 @dataclass
 class _Prepared:
-    """A row whose pictures are downloaded and submitted for analysis."""
+    """A row whose pictures are downloaded and submitted for analysis.
+
+    One slot per attachment tried, in upload order: "picture N" in a reason and the audit
+    is the N-th file. A deferral ends the slots (the row waits for a later pass anyway).
+    """
 
     row: Row
     references: ReferenceSet | None
-    futures: list[Future[PictureAnalysis]] = field(default_factory=list)
-    bad_pictures: list[PictureAnalysis] = field(default_factory=list)
-    failure: Reason | None = None
-    failure_detail: str = ""
+    slots: list[_Slot] = field(default_factory=list)
     gone: bool = False
     download_seconds: float = 0.0
+
+    def pictures(self) -> list[PictureAnalysis]:
+        """Every picture seen, in upload order; waits for the face workers."""
+        return [
+            slot.result() if isinstance(slot, Future) else slot
+            for slot in self.slots
+            if not isinstance(slot, _Deferral)
+        ]
+
+    def evidence(self, pictures: list[PictureAnalysis]) -> RowEvidence:
+        """What the policy decides on: the pictures seen, and why the rest could not be."""
+        deferral = next((s for s in self.slots if isinstance(s, _Deferral)), None)
+        return RowEvidence(
+            politician=self.row.politician,
+            tolerance=None if self.references is None else self.references.tolerance,
+            attachment_count=len(self.row.attachments),
+            pictures=tuple(pictures),
+            failure=None if deferral is None else deferral.reason,
+            failure_detail="" if deferral is None else deferral.detail,
+        )
 
 
 class Sweeper:
@@ -156,14 +189,12 @@ class Sweeper:
         analyzer: Analyzer,
         options: SweepOptions,
         recorders: tuple[Recorder, ...] = (),
-        tolerance_for: Callable[[str], float] | None = None,
     ) -> None:
         self._client = client
         self._references = references
         self._analyzer = analyzer
         self._options = options
         self._recorders = recorders
-        self._tolerance_for = tolerance_for
 
     def run(
         self,
@@ -214,7 +245,7 @@ class Sweeper:
                 Verdict.DEFERRED, Reason.TRANSIENT_ERROR, f"internal error: {type(exc).__name__}"
             )
             now = time.perf_counter()
-            return self._outcome(prepared, decision, "none", [], now, now)
+            return self._outcome(prepared, decision, Action.NONE, [], now, now)
 
     # --- stages -------------------------------------------------------------------------------
     def _fill(
@@ -235,9 +266,14 @@ class Sweeper:
         if len(row.attachments) > self._options.max_attachments:
             return prepared
         started = time.perf_counter()
-        for index, attachment in enumerate(row.attachments, start=1):
-            if not self._prepare_one(prepared, attachment, index):
-                break
+        try:
+            for index, attachment in enumerate(row.attachments, start=1):
+                slot = self._slot(row.id, attachment, f"picture {index}", refs)
+                prepared.slots.append(slot)
+                if isinstance(slot, _Deferral):
+                    break
+        except RowGone:
+            prepared.gone = True
         prepared.download_seconds = time.perf_counter() - started
         return prepared
 
@@ -251,92 +287,63 @@ class Sweeper:
             log.error("references_unusable", politician=row.politician, error=str(exc))
             return None
 
-    def _prepare_one(self, prepared: _Prepared, attachment: Attachment, index: int) -> bool:
-        name = f"picture {index}"
+    def _slot(self, row_id: int, attachment: Attachment, name: str, refs: ReferenceSet) -> _Slot:
+        """Download one attachment and submit it to the face workers; RowGone passes through."""
         try:
-            data = self._client.download(attachment, prepared.row.id)
+            data = self._client.download(attachment, row_id)
         except DownloadTooLarge as exc:
-            prepared.bad_pictures.append(
-                PictureAnalysis(name=name, problem=Reason.TOO_LARGE, detail=str(exc))
-            )
-            return True
+            return PictureAnalysis(name=name, problem=Reason.TOO_LARGE, detail=str(exc))
         except UrlNotAllowed as exc:
-            prepared.failure, prepared.failure_detail = Reason.URL_NOT_ALLOWED, str(exc)
-            return False
-        except RowGone:
-            prepared.gone = True
-            return False
+            return _Deferral(Reason.URL_NOT_ALLOWED, str(exc))
         except (DownloadFailed, RetryLater) as exc:
-            prepared.failure, prepared.failure_detail = Reason.TRANSIENT_ERROR, str(exc)
-            return False
-        assert prepared.references is not None
-        prepared.futures.append(
-            self._analyzer.submit(data, name, prepared.references.encodings)
-        )
-        return True
+            return _Deferral(Reason.TRANSIENT_ERROR, str(exc))
+        return self._analyzer.submit(data, name, refs.encodings)
 
     def _finish(self, prepared: _Prepared) -> RowOutcome:
         """Collect analyses, decide and act (main thread, in row order)."""
         row = prepared.row
         started = time.perf_counter()
-        pictures = [f.result() for f in prepared.futures] + prepared.bad_pictures
+        pictures = prepared.pictures()
         analysed = time.perf_counter()
         if prepared.gone:
             decision = Decision(Verdict.DEFERRED, Reason.TRANSIENT_ERROR, "row vanished")
-            return self._outcome(prepared, decision, "gone", pictures, started, analysed)
-        decision = decide(
-            RowEvidence(
-                politician=row.politician,
-                has_references=prepared.references is not None,
-                attachment_count=len(row.attachments),
-                pictures=tuple(pictures),
-                failure=prepared.failure,
-                failure_detail=prepared.failure_detail,
-            ),
-            tolerance=self._tolerance(prepared),
-            max_attachments=self._options.max_attachments,
-        )
+            return self._outcome(prepared, decision, Action.GONE, pictures, started, analysed)
+        evidence = prepared.evidence(pictures)
+        decision = decide(evidence, max_attachments=self._options.max_attachments)
         if self._options.recheck_approved and decision.verdict is Verdict.REJECTED:
             # Log, audit and the Reason written all say this row had been approved before.
             decision = replace(decision, explanation=f"re-check: {decision.explanation}")
         action = self._act(row, decision)
         return self._outcome(prepared, decision, action, pictures, started, analysed)
 
-    def _tolerance(self, prepared: _Prepared) -> float:
-        if prepared.references is not None:
-            return prepared.references.tolerance
-        if self._tolerance_for is not None and prepared.row.politician:
-            return self._tolerance_for(prepared.row.politician)
-        return self._options.tolerance
-
-    def _act(self, row: Row, decision: Decision) -> str:
+    def _act(self, row: Row, decision: Decision) -> Action:
         if self._options.dry_run:
-            return "dry_run"
+            return Action.DRY_RUN
         if decision.verdict is Verdict.DEFERRED:
-            return "none"
+            return Action.NONE
         if self._options.recheck_approved:
             return self._act_recheck(row, decision)
         try:
             if decision.verdict is Verdict.APPROVED:
                 return self._client.approve(row.id, decision.explanation)
             if not self._unchanged(row):
-                return "changed_meanwhile"
+                return Action.CHANGED_MEANWHILE
             return self._client.reject(row.id, decision.explanation)
         except RowGone:
-            return "gone"
+            return Action.GONE
 
-    def _act_recheck(self, row: Row, decision: Decision) -> str:
+    def _act_recheck(self, row: Row, decision: Decision) -> Action:
         """An approved row that now fails is reported, and only acted on with ``apply``."""
         if decision.verdict is Verdict.APPROVED:
-            return "still_approved"
+            return Action.STILL_APPROVED
         if not self._options.apply:
-            return "would_reject"
+            return Action.WOULD_REJECT
         try:
             if not self._unchanged(row):
-                return "changed_meanwhile"
+                return Action.CHANGED_MEANWHILE
             return self._client.reject(row.id, decision.explanation)
         except RowGone:
-            return "gone"
+            return Action.GONE
 
     def _unchanged(self, row: Row) -> bool:
         """Deleting is irreversible: read the row again and act only if nobody touched it."""
@@ -350,7 +357,7 @@ class Sweeper:
         self,
         prepared: _Prepared,
         decision: Decision,
-        action: str,
+        action: Action,
         pictures: list[PictureAnalysis],
         started: float,
         analysed: float,
@@ -380,7 +387,7 @@ class Sweeper:
             reason=decision.reason.value,
             distance=None if decision.distance is None else round(decision.distance, 4),
             tolerance=decision.tolerance,
-            action=outcome.action,
+            action=outcome.action.value,
             explanation=decision.explanation,
             faces=[len(p.faces) for p in outcome.pictures],
             **outcome.timings,

@@ -35,6 +35,7 @@ import numpy.typing as npt
 from PIL import Image, ImageFile, ImageOps
 
 from nocodb_guard.errors import BadPicture
+from nocodb_guard.models import Reason
 
 #: Accepted formats, as named in :attr:`DecodedImage.format`, with the Pillow plugin
 #: allowed to open each one.
@@ -134,9 +135,11 @@ def decode(data: bytes, *, max_pixels: int, max_side: int) -> DecodedImage:
         except BadPicture:
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise BadPicture("too_large", f"{fmt}: {_short(exc)}") from exc
+            raise BadPicture(Reason.TOO_LARGE, f"{fmt}: {_short(exc)}") from exc
         except _DECODER_ERRORS as exc:
-            raise BadPicture("unreadable", f"{fmt} could not be decoded: {_short(exc)}") from exc
+            raise BadPicture(
+                Reason.UNREADABLE, f"{fmt} could not be decoded: {_short(exc)}"
+            ) from exc
         except MemoryError:
             # Not a fact about the picture (the pixel cap keeps honest ones small):
             # let the caller defer the row rather than delete it.
@@ -149,18 +152,18 @@ def decode(data: bytes, *, max_pixels: int, max_side: int) -> DecodedImage:
             # Besides Pillow and numpy calls, only this module's small, tested helpers run
             # inside this try; MemoryError and BadPicture are let through above.
             raise BadPicture(
-                "unreadable", f"{fmt} decoder failed: {type(exc).__name__}: {_short(exc)}"
+                Reason.UNREADABLE, f"{fmt} decoder failed: {type(exc).__name__}: {_short(exc)}"
             ) from exc
     return DecodedImage(rgb=rgb, format=fmt, original_size=original_size)
 
 
 def sniff(data: bytes) -> str:
-    """The accepted format the bytes start with, or ``BadPicture("not_an_image")``.
+    """The accepted format the bytes start with, or ``BadPicture(Reason.NOT_AN_IMAGE)``.
 
     Stricter than Pillow's own ``_accept`` checks where those are weak (BMP's two bytes).
     """
     if not data:
-        raise BadPicture("not_an_image", "the file is empty")
+        raise BadPicture(Reason.NOT_AN_IMAGE, "the file is empty")
     head = data[:32]
     if head.startswith(b"\xff\xd8\xff"):
         return "JPEG"
@@ -178,7 +181,7 @@ def sniff(data: bytes) -> str:
             return "BMP"
     if head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS:
         return "HEIF"
-    raise BadPicture("not_an_image", _describe_other(head))
+    raise BadPicture(Reason.NOT_AN_IMAGE, _describe_other(head))
 
 
 def _describe_other(head: bytes) -> str:
@@ -237,14 +240,14 @@ def _open_checked(data: bytes, plugin: str, max_pixels: int) -> tuple[Image.Imag
         image = Image.open(io.BytesIO(data), formats=[plugin])
     width, height = image.size
     if width <= 0 or height <= 0:
-        raise BadPicture("unreadable", f"the picture claims a size of {width}x{height}")
+        raise BadPicture(Reason.UNREADABLE, f"the picture claims a size of {width}x{height}")
     cap = max_pixels if plugin == "JPEG" else min(max_pixels, FULL_DECODE_MAX_PIXELS)
     if width * height > cap:
         raise BadPicture(
-            "too_large", f"{width}x{height} is {width * height} pixels, over the {cap} cap"
+            Reason.TOO_LARGE, f"{width}x{height} is {width * height} pixels, over the {cap} cap"
         )
     if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
-        raise BadPicture("unreadable", f"a {width}x{height} strip is not a photo")
+        raise BadPicture(Reason.UNREADABLE, f"a {width}x{height} strip is not a photo")
     return image, (width, height)
 
 
@@ -261,7 +264,7 @@ def _normalise(image: Image.Image, max_side: int) -> npt.NDArray[np.uint8]:
         rgb = rgb.resize(_fit(rgb.size, max_side), RESAMPLE, reducing_gap=REDUCING_GAP)
     array = np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8))
     if array.ndim != 3 or array.shape[2] != 3:
-        raise BadPicture("unreadable", f"normalised to an unexpected shape {array.shape}")
+        raise BadPicture(Reason.UNREADABLE, f"normalised to an unexpected shape {array.shape}")
     return array
 
 

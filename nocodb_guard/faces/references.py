@@ -32,6 +32,7 @@ from nocodb_guard.errors import BadPicture, ReferenceSetError
 from nocodb_guard.faces import images
 from nocodb_guard.faces.engine import FaceEngine, find_faces
 from nocodb_guard.faces.see import PipelineConfig, make_engine
+from nocodb_guard.models import Reason
 from nocodb_guard.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -241,7 +242,7 @@ class ReferenceStore:
         try:
             decoded = images.decode(data, max_pixels=config.max_pixels, max_side=config.max_side)
         except BadPicture as bad:
-            if bad.reason == "not_an_image" and path.suffix.lower() not in IMAGE_SUFFIXES:
+            if bad.reason is Reason.NOT_AN_IMAGE and path.suffix.lower() not in IMAGE_SUFFIXES:
                 return _Outcome(ReferenceFile(path.name, cached=False, skipped=True))
             return _failed(path, False, None, f"{bad.reason}: {bad.detail}")
         engine = self._get_engine()

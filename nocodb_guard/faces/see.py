@@ -16,7 +16,7 @@ import numpy.typing as npt
 from nocodb_guard.errors import BadPicture
 from nocodb_guard.faces import images
 from nocodb_guard.faces.engine import FaceEngine, face_distances, find_faces
-from nocodb_guard.models import PictureAnalysis, Reason
+from nocodb_guard.models import PictureAnalysis
 from nocodb_guard.settings import Settings
 
 
@@ -77,7 +77,7 @@ def analyze(
     except BadPicture as bad:
         return PictureAnalysis(
             name=name,
-            problem=Reason(bad.reason),
+            problem=bad.reason,
             detail=bad.detail,
             seconds=time.perf_counter() - started,
         )

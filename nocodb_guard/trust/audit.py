@@ -28,7 +28,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from nocodb_guard.models import PictureAnalysis, RowOutcome, Verdict
+from nocodb_guard.models import Action, PictureAnalysis, RowOutcome, Verdict
 from nocodb_guard.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ def outcome_record(
         "politician": outcome.politician,
         "verdict": str(decision.verdict),
         "reason": str(decision.reason),
-        "action": outcome.action,
+        "action": outcome.action.value,
         "explanation": decision.explanation,
         "distance": None if decision.distance is None else round(decision.distance, 4),
         "tolerance": decision.tolerance,
@@ -155,7 +155,7 @@ class AuditLog:
         when = (now or datetime.now(UTC)).astimezone(UTC)
         if self._pruned_on != when.date():
             self.prune(when)
-        dry = dry_run or self.dry_run or outcome.action == "dry_run"
+        dry = dry_run or self.dry_run or outcome.action is Action.DRY_RUN
         record = outcome_record(outcome, when=when, version=self.settings_version, dry_run=dry)
         line = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
         fd = os.open(self.path_for(when.date()), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)

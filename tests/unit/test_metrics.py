@@ -9,7 +9,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from nocodb_guard.models import Decision, Reason, RowOutcome, Verdict
+from nocodb_guard.models import Action, Decision, Reason, RowOutcome, Verdict
 from nocodb_guard.service.metrics import (
     NOCODB_ERROR_KINDS,
     Metrics,
@@ -120,7 +120,7 @@ def test_the_endpoint_binds_to_loopback_by_default() -> None:
 def test_null_metrics_accepts_every_call_and_never_listens() -> None:
     sink: MetricsSink = NullMetrics()
     decision = Decision(Verdict.APPROVED, Reason.MATCH, "match")
-    sink.record(RowOutcome(row_id=1, politician=None, decision=decision, action="approved"))
+    sink.record(RowOutcome(row_id=1, politician=None, decision=decision, action=Action.APPROVED))
     sink.record_decision(Verdict.APPROVED, Reason.MATCH)
     sink.observe_error("NocoDBUnavailable")
     sink.record_nocodb_error("timeout")
@@ -140,7 +140,9 @@ def test_metrics_are_off_by_default() -> None:
 def test_a_sweeps_row_outcome_is_recorded_as_a_decision() -> None:
     metrics = Metrics()
     decision = Decision(Verdict.REJECTED, Reason.NO_FACE, "no face found")
-    metrics.record(RowOutcome(row_id=1, politician="Jane Doe", decision=decision, action="deleted"))
+    metrics.record(
+        RowOutcome(row_id=1, politician="Jane Doe", decision=decision, action=Action.DELETED)
+    )
     name = "nocodb_guard_rows_decided_total"
     assert sample(metrics, name, verdict="rejected", reason="no_face") == 1
 

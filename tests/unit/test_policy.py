@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from nocodb_guard.models import FaceBox, PictureAnalysis, Reason, Verdict
+from nocodb_guard.models import FaceBox, PictureAnalysis, PictureProblem, Reason, Verdict
 from nocodb_guard.policy import RowEvidence, decide
 
 FACE = FaceBox(top=10, right=110, bottom=110, left=10)
 OTHER_FACE = FaceBox(top=10, right=310, bottom=110, left=210)
 
 
-def pic(faces: int = 1, distance: float | None = 0.4, problem: Reason | None = None,
+def pic(faces: int = 1, distance: float | None = 0.4, problem: PictureProblem | None = None,
         ignored: int = 0) -> PictureAnalysis:
     boxes = (FACE, OTHER_FACE, OTHER_FACE)[:faces]
     distances = (distance,) if distance is not None and faces == 1 else ()
@@ -20,11 +20,11 @@ def pic(faces: int = 1, distance: float | None = 0.4, problem: Reason | None = N
 
 
 def evidence(*pictures: PictureAnalysis, politician: str | None = "Grace Hopper",
-             refs: bool = True, count: int | None = None, failure: Reason | None = None
-             ) -> RowEvidence:
+             refs: bool = True, count: int | None = None, failure: Reason | None = None,
+             tolerance: float = 0.6) -> RowEvidence:
     return RowEvidence(
         politician=politician,
-        has_references=refs,
+        tolerance=tolerance if refs else None,
         attachment_count=len(pictures) if count is None else count,
         pictures=pictures,
         failure=failure,
@@ -79,23 +79,23 @@ CASES = [
 
 @pytest.mark.parametrize(("case", "row", "verdict", "reason"), CASES, ids=[c[0] for c in CASES])
 def test_decide(case: str, row: RowEvidence, verdict: Verdict, reason: Reason) -> None:
-    decision = decide(row, tolerance=0.6, max_attachments=5)
+    decision = decide(row, max_attachments=5)
     assert (decision.verdict, decision.reason) == (verdict, reason), decision.explanation
 
 
 def test_an_approval_explains_distance_and_tolerance_in_plain_words() -> None:
-    decision = decide(evidence(pic(distance=0.412)), tolerance=0.55, max_attachments=5)
+    decision = decide(evidence(pic(distance=0.412), tolerance=0.55), max_attachments=5)
     assert decision.explanation == "1 face, distance 0.41 to Grace Hopper (tolerance 0.55)"
     assert decision.distance == pytest.approx(0.412)
     assert decision.tolerance == 0.55
 
 
 def test_a_mismatch_names_the_politician_and_the_numbers() -> None:
-    decision = decide(evidence(pic(distance=0.8)), tolerance=0.6, max_attachments=5)
+    decision = decide(evidence(pic(distance=0.8)), max_attachments=5)
     assert "distance 0.80 to Grace Hopper (tolerance 0.60)" in decision.explanation
     assert decision.distance == pytest.approx(0.8)
 
 
 def test_only_deferred_decisions_are_not_final() -> None:
-    assert not decide(evidence(pic(), refs=False), tolerance=0.6, max_attachments=5).is_final
-    assert decide(evidence(pic(faces=2)), tolerance=0.6, max_attachments=5).is_final
+    assert not decide(evidence(pic(), refs=False), max_attachments=5).is_final
+    assert decide(evidence(pic(faces=2)), max_attachments=5).is_final

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from nocodb_guard.errors import DownloadFailed, RowGone, UrlNotAllowed
+from nocodb_guard.errors import DownloadFailed, DownloadTooLarge, RowGone, UrlNotAllowed
 from nocodb_guard.faces.references import ReferenceSet
 from nocodb_guard.faces.workers import References
 from nocodb_guard.models import (
+    Action,
     Attachment,
     FaceBox,
     PictureAnalysis,
@@ -115,17 +116,17 @@ class FakeClient:
             raise value
         return value
 
-    def approve(self, row_id: int, reason_text: str) -> str:
+    def approve(self, row_id: int, reason_text: str) -> Action:
         if row_id not in self.rows:
             raise RowGone(f"row {row_id} no longer exists")
         self.approved[row_id] = reason_text
         self.rows[row_id] = replace(self.rows[row_id], status="approved")
-        return "approved"
+        return Action.APPROVED
 
-    def reject(self, row_id: int, reason_text: str) -> str:
+    def reject(self, row_id: int, reason_text: str) -> Action:
         self.deleted.append(row_id)
         self.rows.pop(row_id, None)
-        return "deleted"
+        return Action.DELETED
 
 
 class FakeReferences:
@@ -169,13 +170,27 @@ def test_a_pass_approves_the_match_and_deletes_the_others_with_their_reasons() -
 
     outcomes = by_id(result.outcomes)
     assert outcomes[1].decision.verdict is Verdict.APPROVED
-    assert outcomes[1].action == "approved"
+    assert outcomes[1].action is Action.APPROVED
     assert client.approved[1] == "1 face, distance 0.30 to Grace Hopper (demo) (tolerance 0.60)"
     assert outcomes[2].decision.reason is Reason.NO_MATCH
     assert outcomes[3].decision.reason is Reason.MULTIPLE_FACES
     assert client.deleted == [2, 3]
     assert result.summary()["approved"] == 1
     assert result.summary()["rejected_by_reason"] == {"no_match": 1, "multiple_faces": 1}
+
+
+def test_each_politician_is_judged_at_the_tolerance_of_its_own_reference_set() -> None:
+    strict = replace(REFERENCES, label="Ada Lovelace", tolerance=0.25)
+    client = FakeClient(content={"match.jpg": b"match"})
+    client.add(1, "match.jpg")
+    client.add(2, "match.jpg", politician="Ada Lovelace")
+    references = FakeReferences({GRACE: REFERENCES, "Ada Lovelace": strict})
+
+    result = Sweeper(client, references, FakeAnalyzer(), SweepOptions()).run()
+
+    grace, ada = by_id(result.outcomes)[1].decision, by_id(result.outcomes)[2].decision
+    assert (grace.verdict, grace.tolerance) == (Verdict.APPROVED, 0.6)
+    assert (ada.reason, ada.tolerance) == (Reason.NO_MATCH, 0.25)
 
 
 def test_outcomes_come_in_row_order_even_with_prefetching() -> None:
@@ -193,11 +208,26 @@ def test_dry_run_decides_everything_and_changes_nothing() -> None:
 
     result = sweeper(client, dry_run=True).run()
 
-    assert {o.action for o in result.outcomes} == {"dry_run"}
+    assert {o.action for o in result.outcomes} == {Action.DRY_RUN}
     assert [o.decision.verdict for o in result.outcomes] == [
         Verdict.APPROVED, Verdict.REJECTED, Verdict.REJECTED,
     ]
     assert client.deleted == [] and client.approved == {}
+
+
+def test_the_reason_names_the_picture_by_its_place_in_the_upload() -> None:
+    """A file refused while downloading (too large) keeps its place among the analysed ones."""
+    client = FakeClient(
+        content={"big.jpg": DownloadTooLarge("over the 20 MB cap"), "match.jpg": b"match"}
+    )
+    client.add(1, "big.jpg", "match.jpg")
+
+    [outcome] = sweeper(client).run().outcomes
+
+    assert outcome.decision.reason is Reason.TOO_LARGE
+    assert outcome.decision.explanation == "picture 1 is too large: over the 20 MB cap"
+    assert [p.name for p in outcome.pictures] == ["picture 1", "picture 2"]
+    assert [p.problem for p in outcome.pictures] == [Reason.TOO_LARGE, None]
 
 
 # --- never delete what changed or what we could not see --------------------------------------
@@ -214,8 +244,8 @@ def test_a_row_edited_by_an_admin_between_listing_and_acting_is_not_deleted() ->
 
     outcomes = by_id(result.outcomes)
     assert outcomes[2].decision.verdict is Verdict.REJECTED
-    assert outcomes[2].action == "changed_meanwhile"
-    assert outcomes[3].action == "changed_meanwhile"
+    assert outcomes[2].action is Action.CHANGED_MEANWHILE
+    assert outcomes[3].action is Action.CHANGED_MEANWHILE
     assert client.deleted == []
     assert set(client.rows) == {1, 2, 3}
 
@@ -226,7 +256,7 @@ def test_a_row_whose_status_an_admin_set_meanwhile_is_not_deleted() -> None:
 
     result = sweeper(client).run()
 
-    assert by_id(result.outcomes)[2].action == "changed_meanwhile"
+    assert by_id(result.outcomes)[2].action is Action.CHANGED_MEANWHILE
     assert client.deleted == []
 
 
@@ -236,7 +266,7 @@ def test_a_row_deleted_by_an_admin_before_acting_counts_as_gone() -> None:
 
     result = sweeper(client).run()
 
-    assert by_id(result.outcomes)[2].action == "gone"
+    assert by_id(result.outcomes)[2].action is Action.GONE
     assert client.deleted == []
 
 
@@ -250,7 +280,7 @@ def test_a_transient_download_failure_defers_the_row_untouched() -> None:
     assert outcome.decision.verdict is Verdict.DEFERRED
     assert outcome.decision.reason is Reason.TRANSIENT_ERROR
     assert "connection reset" in outcome.decision.explanation
-    assert outcome.action == "none"
+    assert outcome.action is Action.NONE
     assert 2 in client.rows and 2 not in client.deleted
     assert result.deferred == 1
 
@@ -275,7 +305,7 @@ def test_a_row_that_vanished_while_downloading_is_deferred_not_acted_on() -> Non
 
     outcome = by_id(result.outcomes)[2]
     assert outcome.decision.verdict is Verdict.DEFERRED
-    assert outcome.action == "gone"
+    assert outcome.action is Action.GONE
     assert client.deleted == [3]
 
 
@@ -287,7 +317,7 @@ def test_a_politician_without_references_defers_its_rows() -> None:
 
     outcome = by_id(result.outcomes)[4]
     assert outcome.decision.reason is Reason.UNKNOWN_POLITICIAN
-    assert outcome.action == "none"
+    assert outcome.action is Action.NONE
     assert 4 in client.rows
 
 
