@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from nocodb_guard.models import Action
 from nocodb_guard.nocodb.client import NocoDBClient
 from nocodb_guard.settings import load_settings
 from tests import nocodb_admin
@@ -56,7 +57,7 @@ def test_a_new_row_may_take_a_deleted_rows_id_only_on_sqlite_and_is_pending_eith
     clean_table: DevServer, client: NocoDBClient
 ) -> None:
     first, newest = clean_table.insert([{"Politician": GRACE}, {"Politician": GRACE}])
-    assert client.reject(newest, "test") == "deleted"
+    assert client.reject(newest, "test") is Action.DELETED
 
     [again] = clean_table.insert([{"Politician": GRACE}])
 
