@@ -5,7 +5,9 @@ The cluster is Debian's `postgresql` (installed with apt-get when missing and we
 its data lives in `<dev dir>/pg`, it listens on 127.0.0.1 only (no unix socket: socket
 paths are length-limited and the port is all NocoDB needs), and it runs as an unprivileged
 user because PostgreSQL refuses root: the `postgres` user Debian's package creates when we
-are root, ourselves otherwise. It is tuned for throw-away test data (no fsync).
+are root, ourselves otherwise; that user must be able to enter the dev folder, so the folder
+is made traversable (o+x, not readable) and a private folder above it is refused with a clear
+message. It is tuned for throw-away test data (no fsync).
 
 Standard library only, like scripts/nocodb-dev, which imports it.
 """
