@@ -1,10 +1,10 @@
 """Purging a deleted row's files: queue, check references, remove, verify, forget.
 
-Order, for one deleted row (see :mod:`nocodb_guard.storage.queue` for why it is safe):
+Order, for a page of rejected rows (:mod:`nocodb_guard.storage.queue` says why it is safe):
 
-1. :meth:`Purger.remember` queues the row's stored files, before the row is deleted;
-2. the sweep deletes the row (a definitive verdict);
-3. :meth:`Purger.purge` reads which files the table's rows still use (one scan), keeps
+1. :meth:`Purger.remember` queues the rows' stored files, before the rows are deleted;
+2. the sweep deletes the rows (a definitive verdict; :mod:`nocodb_guard.acting`);
+3. :meth:`Purger.after_delete` reads which files the table's rows still use (one scan), keeps
    those (an admin duplicated the row: NocoDB reuses the stored file), removes the others
    with the storage backend, verifies they are gone (not on the storage any more, and an
    anonymous fetch of their path no longer answers 200), and only then forgets them.
@@ -18,7 +18,7 @@ dropped from the queue, since no retry can make it safe.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -88,6 +88,10 @@ class PurgeReport:
         return dict(Counter(r.status.value for r in self.results))
 
 
+GONE_ACTIONS = frozenset({Action.DELETED, Action.ALREADY_GONE})
+"""Actions after which a row's files are purged."""
+
+
 def stored_files(attachments: Iterable[Attachment]) -> list[StoredFile]:
     """The stored files of a row's attachments (placeholders without a location skipped)."""
     files = (StoredFile.of(a) for a in attachments)
@@ -112,40 +116,30 @@ class Purger:
         self.observer = observer
         """Metrics; set by the daemon once it has them."""
 
-    def seen(self, row: Row) -> None:
-        """A row was moderated: its files belong to the table (for the orphan purge)."""
-        self._references.seen(row.attachments)
+    def seen(self, rows: Sequence[Row]) -> None:
+        """Rows were moderated: their files belong to the table (for the orphan purge)."""
+        self._references.seen(a for row in rows for a in row.attachments)
 
-    def delete(self, row: Row, delete: Callable[[], Action]) -> tuple[Action, int | None]:
-        """Queue the row's files, run ``delete``, then purge them if the row is gone.
+    def remember(self, rows: Sequence[Row]) -> None:
+        """Queue the rows' files durably; call before deleting the rows."""
+        self._queue.add(f for row in rows for f in stored_files(row.attachments))
 
-        Returns the action and the files purged (None when the row was kept: tagged
-        rejected rows keep their files for the admin's review).
+    def after_delete(self, rows: Sequence[Row], actions: Mapping[int, Action]) -> dict[int, int]:
+        """Purge the files of the rows now gone; files purged per row Id.
+
+        The signed links of those rows (file and thumbnails, still valid for a while) are
+        fetched too, to verify: with ``NC_SECURE_ATTACHMENTS`` they are the only way files
+        are served. Rows that were kept (tagged rejected: files stay for the admin's
+        review) leave the queue untouched on storage.
         """
-        self.remember(row.attachments)
-        action = delete()
-        if action not in (Action.DELETED, Action.ALREADY_GONE):
-            self._queue.discard(stored_files(row.attachments))
-            return action, None
-        return action, self.purge(row.attachments).purged
-
-    def remember(self, attachments: Sequence[Attachment]) -> None:
-        """Queue a row's files durably; call before deleting the row."""
-        self._queue.add(stored_files(attachments))
-
-    def purge(self, attachments: Sequence[Attachment]) -> PurgeReport:
-        """Purge a deleted row's files (queued by :meth:`remember`).
-
-        The row's signed links (file and thumbnails, still valid for a while) are fetched
-        too, to verify: with ``NC_SECURE_ATTACHMENTS`` they are the only way files are served.
-        """
-        links: dict[StoredFile, tuple[str, ...]] = {}
-        for attachment in attachments:
-            file = StoredFile.of(attachment)
-            if file is not None:
-                signed = (attachment.signed_path,) if attachment.signed_path else ()
-                links[file] = links.get(file, ()) + signed + attachment.thumbnail_links
-        return self._purge(list(links), links)
+        gone = [row for row in rows if actions.get(row.id) in GONE_ACTIONS]
+        report = self._purge(*_links(gone)) if gone else PurgeReport()
+        purged = {r.file for r in report.results if r.status is PurgeStatus.PURGED}
+        kept = {f for row in rows if row not in gone for f in stored_files(row.attachments)}
+        self._queue.discard(kept - {r.file for r in report.results})
+        return {
+            row.id: sum(1 for f in stored_files(row.attachments) if f in purged) for row in gone
+        }
 
     def retry(self) -> PurgeReport:
         """Purge everything still queued (earlier failures, a crash before the purge)."""
@@ -157,7 +151,7 @@ class Purger:
             self._probe.close()
 
     def _purge(
-        self, files: list[StoredFile], links: dict[StoredFile, tuple[str, ...]] | None = None
+        self, files: list[StoredFile], links: Mapping[StoredFile, tuple[str, ...]] | None = None
     ) -> PurgeReport:
         try:
             referenced = self._references.referenced_files()
@@ -215,3 +209,14 @@ def _log(result: PurgeResult, backend: str) -> None:
         log.warning("purge_queued", reason=result.detail, **fields)
     else:
         log.info("purge_done", removed=result.removed, **fields)
+
+
+def _links(rows: Sequence[Row]) -> tuple[list[StoredFile], dict[StoredFile, tuple[str, ...]]]:
+    """The rows' stored files, each with the signed links that serve it (for verifying)."""
+    links: dict[StoredFile, tuple[str, ...]] = {}
+    for attachment in (a for row in rows for a in row.attachments):
+        file = StoredFile.of(attachment)
+        if file is not None:
+            signed = (attachment.signed_path,) if attachment.signed_path else ()
+            links[file] = links.get(file, ()) + signed + attachment.thumbnail_links
+    return list(links), links

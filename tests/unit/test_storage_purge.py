@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from nocodb_guard.errors import NocoDBUnavailable
-from nocodb_guard.models import Attachment
+from nocodb_guard.models import Action, Attachment, Row
 from nocodb_guard.storage.base import PurgeStatus, StoredFile
 from nocodb_guard.storage.local import LocalStorage
 from nocodb_guard.storage.purge import Purger
@@ -53,6 +53,30 @@ def attachment(name: str) -> Attachment:
     return Attachment(title=name, path=f"download/{FOLDER}/{name}", signed_path="dltemp/x/1/y")
 
 
+def row(*attachments: Attachment, row_id: int = 7) -> Row:
+    return Row(id=row_id, politician="Jane", attachments=attachments)
+
+
+class Statuses:
+    """The purger's observer (metrics in the daemon): how each file's purge ended."""
+
+    def __init__(self) -> None:
+        self.seen: list[PurgeStatus] = []
+
+    def record_purge(self, status: PurgeStatus) -> None:
+        self.seen.append(status)
+
+
+def delete(purger: Purger, deleted: Row, action: Action = Action.DELETED) -> list[PurgeStatus]:
+    """What acting does around one row's deletion; how each of its files' purge ended."""
+    statuses = Statuses()
+    purger.observer = statuses
+    purger.remember([deleted])
+    counts = purger.after_delete([deleted], {deleted.id: action})
+    assert counts.get(deleted.id, 0) == statuses.seen.count(PurgeStatus.PURGED)
+    return statuses.seen
+
+
 def test_queue_is_written_atomically_with_mode_0600(tmp_path: Path) -> None:
     queue = PurgeQueue(tmp_path)
     queue.add([StoredFile(path="download/a/b.jpg"), StoredFile(url="https://s3.example/k")])
@@ -69,7 +93,7 @@ def test_queue_is_written_atomically_with_mode_0600(tmp_path: Path) -> None:
 
 def test_queue_holds_storage_paths_only(tmp_path: Path) -> None:
     purger = Purger(LocalStorage(tmp_path), PurgeQueue(tmp_path), Table())
-    purger.remember([attachment("face.jpg")])
+    purger.remember([row(attachment("face.jpg"))])
     text = (tmp_path / QUEUE_FILE).read_text()
     assert "dltemp" not in text and "title" not in text and "face.jpg" in text
 
@@ -101,12 +125,9 @@ def test_purge_removes_verifies_and_forgets(tmp_path: Path) -> None:
     lay_out(tmp_path, "face.jpg")
     probe = Probe(404)
     purger = Purger(LocalStorage(tmp_path), PurgeQueue(tmp_path), Table(), probe)
-    purger.remember([attachment("face.jpg")])
 
-    report = purger.purge([attachment("face.jpg")])
-
-    assert [r.status for r in report.results] == [PurgeStatus.PURGED]
-    assert report.results[0].removed == 4
+    assert delete(purger, row(attachment("face.jpg"))) == [PurgeStatus.PURGED]
+    assert not (tmp_path / "nc/thumbnails" / FOLDER / "face.jpg").exists()
     assert probe.asked == [f"download/{FOLDER}/face.jpg", "dltemp/x/1/y"]
     assert PurgeQueue(tmp_path).pending() == []
 
@@ -115,11 +136,8 @@ def test_a_file_another_row_uses_is_kept(tmp_path: Path) -> None:
     lay_out(tmp_path, "shared.jpg")
     table = Table(f"download/{FOLDER}/shared.jpg")
     purger = Purger(LocalStorage(tmp_path), PurgeQueue(tmp_path), table, Probe())
-    purger.remember([attachment("shared.jpg")])
 
-    report = purger.purge([attachment("shared.jpg")])
-
-    assert report.count(PurgeStatus.KEPT_REFERENCED) == 1
+    assert delete(purger, row(attachment("shared.jpg"))) == [PurgeStatus.KEPT_REFERENCED]
     assert (tmp_path / "nc/uploads" / FOLDER / "shared.jpg").is_file()
     assert PurgeQueue(tmp_path).pending() == []
 
@@ -129,9 +147,8 @@ def test_nocodb_down_keeps_the_file_queued_and_the_next_pass_purges_it(tmp_path:
     table = Table()
     table.down = True
     purger = Purger(LocalStorage(tmp_path), PurgeQueue(tmp_path), table, Probe())
-    purger.remember([attachment("face.jpg")])
 
-    assert purger.purge([attachment("face.jpg")]).count(PurgeStatus.QUEUED) == 1
+    assert delete(purger, row(attachment("face.jpg"))) == [PurgeStatus.QUEUED]
     assert (tmp_path / "nc/uploads" / FOLDER / "face.jpg").is_file()
 
     table.down = False
@@ -142,7 +159,7 @@ def test_nocodb_down_keeps_the_file_queued_and_the_next_pass_purges_it(tmp_path:
 
 def test_missing_storage_keeps_the_file_queued(tmp_path: Path) -> None:
     purger = Purger(LocalStorage(tmp_path / "unmounted"), PurgeQueue(tmp_path), Table())
-    purger.remember([attachment("face.jpg")])
+    purger.remember([row(attachment("face.jpg"))])
     assert purger.retry().count(PurgeStatus.QUEUED) == 1
     assert len(PurgeQueue(tmp_path).pending()) == 1
 
@@ -150,7 +167,7 @@ def test_missing_storage_keeps_the_file_queued(tmp_path: Path) -> None:
 def test_still_served_after_removal_stays_queued(tmp_path: Path) -> None:
     lay_out(tmp_path, "face.jpg")
     purger = Purger(LocalStorage(tmp_path), PurgeQueue(tmp_path), Table(), Probe(200))
-    purger.remember([attachment("face.jpg")])
+    purger.remember([row(attachment("face.jpg"))])
     result = purger.retry().results[0]
     assert result.status is PurgeStatus.QUEUED and "200" in result.detail
 
@@ -159,6 +176,15 @@ def test_a_crafted_path_is_refused_and_dropped(tmp_path: Path) -> None:
     lay_out(tmp_path, "face.jpg")
     crafted = Attachment(title="x", path="download/../../../../etc/passwd")
     purger = Purger(LocalStorage(tmp_path), PurgeQueue(tmp_path), Table(), Probe())
-    purger.remember([crafted])
+    purger.remember([row(crafted)])
     assert purger.retry().count(PurgeStatus.REFUSED) == 1
+    assert PurgeQueue(tmp_path).pending() == []
+
+
+def test_a_row_tagged_rejected_keeps_its_files_and_leaves_no_queue(tmp_path: Path) -> None:
+    lay_out(tmp_path, "face.jpg")
+    purger = Purger(LocalStorage(tmp_path), PurgeQueue(tmp_path), Table(), Probe())
+
+    assert delete(purger, row(attachment("face.jpg")), Action.TAGGED_REJECTED) == []
+    assert (tmp_path / "nc/uploads" / FOLDER / "face.jpg").is_file()
     assert PurgeQueue(tmp_path).pending() == []
