@@ -39,6 +39,34 @@ class BulkClient(Protocol):
     def reject_many(self, writes: Sequence[RowWrite]) -> dict[int, Action]: ...
 
 
+class Purger(Protocol):
+    """Removes deleted rows' files from NocoDB's storage (:mod:`nocodb_guard.storage`)."""
+
+    def retry(self) -> object:
+        """Finish the purges an earlier pass left queued (once per pass)."""
+        ...
+
+    def seen(self, rows: Sequence[Row]) -> None:
+        """The rows are the table's: remember their files (for ``purge --orphans``)."""
+        ...
+
+    def remember(self, rows: Sequence[Row]) -> None:
+        """Queue the rows' files durably, before they are deleted."""
+        ...
+
+    def after_delete(self, rows: Sequence[Row], actions: dict[int, Action]) -> dict[int, int]:
+        """Purge the files of the rows now gone; files purged per row Id."""
+        ...
+
+
+@dataclass(frozen=True)
+class Acted:
+    """What was done to a row, and how many of its stored files were purged with it."""
+
+    action: Action
+    files_purged: int | None = None
+
+
 @dataclass(frozen=True)
 class Intent:
     """A decided row to write: ``decision`` is APPROVED (tag it) or REJECTED (delete it)."""
@@ -47,8 +75,14 @@ class Intent:
     decision: Decision
 
 
-def act_on_page(client: BulkClient, intents: Sequence[Intent]) -> dict[int, Action]:
-    """Write a page of decided rows; returns what was done to each, by row Id."""
+def act_on_page(
+    client: BulkClient, intents: Sequence[Intent], purger: Purger | None = None
+) -> dict[int, Acted]:
+    """Write a page of decided rows; returns what was done to each, by row Id.
+
+    With a ``purger``, the rejected rows' files are queued before the delete and purged
+    after the page's writes (:mod:`nocodb_guard.storage.purge` says why that is durable).
+    """
     if not intents:
         return {}
     current = client.get_rows([intent.row.id for intent in intents])
@@ -67,6 +101,12 @@ def act_on_page(client: BulkClient, intents: Sequence[Intent]) -> dict[int, Acti
             write = RowWrite(row.id, intent.decision.explanation)
             is_approval = intent.decision.verdict is Verdict.APPROVED
             (approvals if is_approval else rejections).append(write)
+    rejecting = {write.row_id for write in rejections}
+    rejected = [intent.row for intent in intents if intent.row.id in rejecting]
+    if purger is not None:
+        purger.seen([intent.row for intent in intents])
+        purger.remember(rejected)
     actions.update(client.reject_many(rejections))  # nothing is sent for an empty list
     actions.update(client.approve_many(approvals))
-    return actions
+    purged = purger.after_delete(rejected, actions) if purger is not None else {}
+    return {row_id: Acted(action, purged.get(row_id)) for row_id, action in actions.items()}

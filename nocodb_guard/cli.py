@@ -71,6 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="re-evaluate rows already approved; report those that now fail")
     sweep.add_argument("--apply", action="store_true", help="with --recheck-approved: act on them")
 
+    purge = sub.add_parser("purge", help="remove files NocoDB kept for rows that are gone")
+    purge.add_argument("--orphans", action="store_true", required=True,
+                       help="files of the table's attachment field that no row references")
+    purge.add_argument("--dry-run", action="store_true", help="list them, remove nothing")
+    purge.add_argument("--older-than", default="24h",
+                       help="only files first seen at least this long ago (default 24h)")
+    purge.add_argument("--json", action="store_true")
+
     sub.add_parser("run", help="the service: poll, sweep, repeat (systemd/container)")
 
     health = sub.add_parser("health", help="exit 0 when the daemon's last sweep is recent")
@@ -258,6 +266,32 @@ def cmd_sweep(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_DEFERRED if result.deferred or result.stopped_early or would_change else EXIT_OK
 
 
+def cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from nocodb_guard.nocodb.client import NocoDBClient  # noqa: PLC0415
+    from nocodb_guard.service.locking import sweep_lock  # noqa: PLC0415
+    from nocodb_guard.storage.orphans import purge_orphans  # noqa: PLC0415
+    from nocodb_guard.trust.audit import parse_since  # noqa: PLC0415
+
+    try:
+        now = datetime.now(UTC)
+        older_than = (now - parse_since(args.older_than, now)).total_seconds()
+    except ValueError as exc:
+        raise ConfigError(str(exc).replace("--since", "--older-than")) from None
+    with NocoDBClient(settings) as client, sweep_lock(settings.state_dir):
+        report = purge_orphans(settings, client, older_than=older_than, dry_run=args.dry_run)
+    rows = report.rows()
+    if args.json:
+        _print_json({"orphans": rows, "dry_run": args.dry_run})
+    else:
+        for row in rows:
+            print(f"{row['status']:<16} {row['file']}  {row['detail']}".rstrip())
+        note = " (dry run: nothing removed)" if args.dry_run else ""
+        print(f"{len(rows)} orphaned file(s){note}")
+    return EXIT_OK if report.complete else EXIT_DEFERRED
+
+
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from nocodb_guard.service.daemon import run_daemon  # noqa: PLC0415
 
@@ -320,6 +354,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "references": cmd_references,
     "check": cmd_check,
     "sweep": cmd_sweep,
+    "purge": cmd_purge,
     "run": cmd_run,
     "health": cmd_health,
     "evaluate": cmd_evaluate,

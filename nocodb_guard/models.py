@@ -145,6 +145,8 @@ class Attachment:
     size: int | None = None
     path: str | None = None
     signed_path: str | None = None
+    thumbnail_links: tuple[str, ...] = ()
+    """``signedPath`` of each thumbnail: fetched anonymously to verify a purge."""
     url: str | None = None
     signed_url: str | None = None
     id: str | None = None
@@ -186,4 +188,6 @@ class RowOutcome:
     decision: Decision
     action: Action
     pictures: tuple[PictureAnalysis, ...] = ()
+    files_purged: int | None = None
+    """Stored files removed from NocoDB's storage with the deleted row; None: no purge ran."""
     timings: dict[str, float] = field(default_factory=dict)

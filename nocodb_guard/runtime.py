@@ -16,6 +16,8 @@ from nocodb_guard.faces.workers import Analyzer, make_analyzer
 from nocodb_guard.nocodb.client import NocoDBClient
 from nocodb_guard.nocodb.transport import RequestObserver
 from nocodb_guard.settings import Settings
+from nocodb_guard.storage.config import build_purger
+from nocodb_guard.storage.purge import Purger
 from nocodb_guard.sweep import Recorder, Sweeper, SweepOptions
 from nocodb_guard.trust.audit import AuditLog, settings_version
 
@@ -29,6 +31,8 @@ class Runtime:
     references: ReferenceStore
     analyzer: Analyzer
     audit: AuditLog | None
+    purger: Purger | None = None
+    """Removes deleted rows' files from NocoDB's storage; None when not configured."""
     recorders: list[Recorder] = field(default_factory=list)
 
     def sweeper(
@@ -53,11 +57,15 @@ class Runtime:
             self.analyzer,
             options,
             recorders=tuple(self.recorders),
+            # A pass that changes nothing in NocoDB changes nothing in its storage either.
+            purger=None if dry_run or (recheck_approved and not apply) else self.purger,
         )
 
     def close(self) -> None:
         self.analyzer.close()
         self.client.close()
+        if self.purger is not None:
+            self.purger.close()
 
 
 def build_runtime(
@@ -92,6 +100,7 @@ def build_runtime(
         references=references,
         analyzer=make_analyzer(config, settings.workers),
         audit=audit_log,
+        purger=build_purger(settings, client),
     )
     if audit_log is not None:
         runtime.recorders.append(audit_log)

@@ -103,6 +103,12 @@ class Settings(BaseSettings):
     max_attachments: int = Field(default=5, ge=1)
     """More files than this in one row is rejected (``too_many_attachments``)."""
 
+    nocodb_data_dir: Path | None = None
+    """NocoDB's data folder, the one holding ``nc/uploads`` (NocoDB's ``NC_TOOL_DIR``;
+    ``/usr/app/data`` in its Docker image). Set, the files of deleted rows are purged from
+    it (the service needs write access: ``ReadWritePaths=``). Unset, nothing is purged and
+    deleted uploads stay on NocoDB's disk, still served by their path."""
+
     # --- references and matching -------------------------------------------------------
     reference_dir: Path = Path("reference_faces")
     politicians: dict[str, Politician] = Field(default_factory=dict)
@@ -154,6 +160,12 @@ class Settings(BaseSettings):
         if not re.match(r"^https?://[^/]+", value):
             raise ValueError("must be an http(s) URL such as http://127.0.0.1:8080")
         return value.rstrip("/")
+
+    @field_validator("nocodb_data_dir", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        """``NOCODB_GUARD_NOCODB_DATA_DIR=`` (empty) means unset, not the current folder."""
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("allowed_hosts", mode="before")
     @classmethod

@@ -15,15 +15,15 @@ before a row is written it is read again, and left alone if an admin changed it 
 from __future__ import annotations
 
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol, TypeAlias
+from typing import Protocol, TypeAlias
 
 import structlog
 
-from nocodb_guard.acting import BulkClient, Intent, act_on_page
+from nocodb_guard.acting import Acted, BulkClient, Intent, Purger, act_on_page
 from nocodb_guard.errors import (
     DownloadFailed,
     DownloadTooLarge,
@@ -47,6 +47,7 @@ from nocodb_guard.models import (
     Verdict,
 )
 from nocodb_guard.policy import RowEvidence, decide
+from nocodb_guard.report import SweepResult
 
 log = structlog.get_logger("nocodb_guard.sweep")
 
@@ -85,50 +86,6 @@ class SweepOptions:
     """Re-evaluate rows already approved instead of pending ones (references changed?)."""
     apply: bool = False
     """With ``recheck_approved``: act on rows that now fail (else only report them)."""
-
-
-@dataclass
-class SweepResult:
-    outcomes: list[RowOutcome] = field(default_factory=list)
-    seconds: float = 0.0
-    stopped_early: bool = False
-    error: str | None = None
-    """Set when the pass was cut short by NocoDB becoming unavailable."""
-
-    @property
-    def deferred(self) -> int:
-        return sum(1 for o in self.outcomes if o.decision.verdict is Verdict.DEFERRED)
-
-    def summary(self) -> dict[str, Any]:
-        verdicts = Counter(o.decision.verdict.value for o in self.outcomes)
-        rejected = Counter(
-            o.decision.reason.value
-            for o in self.outcomes
-            if o.decision.verdict is Verdict.REJECTED
-        )
-        deferred = Counter(
-            o.decision.reason.value
-            for o in self.outcomes
-            if o.decision.verdict is Verdict.DEFERRED
-        )
-        return {
-            "rows": len(self.outcomes),
-            "approved": verdicts.get("approved", 0),
-            "rejected": verdicts.get("rejected", 0),
-            "deferred": verdicts.get("deferred", 0),
-            "rejected_by_reason": dict(rejected),
-            "deferred_by_reason": dict(deferred),
-            "seconds": round(self.seconds, 3),
-            "stopped_early": self.stopped_early,
-            "error": self.error,
-        }
-
-    def status_line(self) -> str:
-        """One short line for systemd's STATUS= and the console."""
-        s = self.summary()
-        text = f"{s['rows']} rows: {s['approved']} approved, {s['rejected']} rejected, "
-        text += f"{s['deferred']} deferred in {s['seconds']:.1f}s"
-        return text + (f" ({self.error})" if self.error else "")
 
 
 @dataclass(frozen=True)
@@ -200,12 +157,14 @@ class Sweeper:
         analyzer: Analyzer,
         options: SweepOptions,
         recorders: tuple[Recorder, ...] = (),
+        purger: Purger | None = None,
     ) -> None:
         self._client = client
         self._references = references
         self._analyzer = analyzer
         self._options = options
         self._recorders = recorders
+        self._purger = purger
 
     def run(
         self,
@@ -215,6 +174,8 @@ class Sweeper:
         """One pass. Raises only what stops everything (auth, schema); see module doc."""
         started = time.perf_counter()
         result = SweepResult()
+        if self._purger is not None:
+            self._purger.retry()
         if self._options.recheck_approved:
             rows = self._client.iter_approved(limit=self._options.limit)
         else:
@@ -268,10 +229,10 @@ class Sweeper:
     ) -> None:
         """Write the page's decided rows at once, then report each in row order."""
         intents = [Intent(d.prepared.row, d.decision) for d in page if d.action is None]
-        actions = act_on_page(self._client, intents)
+        acted = act_on_page(self._client, intents, self._purger)
         for d in page:
-            action = d.action if d.action is not None else actions[d.prepared.row.id]
-            outcome = self._outcome(d, action)
+            done = Acted(d.action) if d.action is not None else acted[d.prepared.row.id]
+            outcome = self._outcome(d, done)
             result.outcomes.append(outcome)
             self._report(outcome, on_outcome)
         page.clear()
@@ -357,15 +318,16 @@ class Sweeper:
         return None
 
     @staticmethod
-    def _outcome(row: _Decided, action: Action) -> RowOutcome:
+    def _outcome(row: _Decided, done: Acted) -> RowOutcome:
         """``act_s`` runs from the decision to the page's write (waiting for the page included)."""
         now, prepared = time.perf_counter(), row.prepared
         return RowOutcome(
             row_id=prepared.row.id,
             politician=prepared.row.politician,
             decision=row.decision,
-            action=action,
+            action=done.action,
             pictures=tuple(row.pictures),
+            files_purged=done.files_purged,
             timings={
                 "download_s": round(prepared.download_seconds, 4),
                 "analyse_wait_s": round(row.analysed - row.started, 4),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import requests
@@ -32,9 +33,15 @@ from nocodb_guard.errors import (
 )
 from nocodb_guard.models import Action, Attachment, Row, RowWrite
 from nocodb_guard.nocodb.pacing import Budget, PacingTotals
-from nocodb_guard.nocodb.records import ID_FIELD, find_same_attachment, parse_row
+from nocodb_guard.nocodb.records import (
+    ID_FIELD,
+    find_same_attachment,
+    parse_attachments,
+    parse_row,
+)
 from nocodb_guard.nocodb.schema import TableSchema, parse_schema, politician_options
 from nocodb_guard.nocodb.transport import RequestObserver, Transport
+from nocodb_guard.nocodb.views import View, ViewKind, column_id, parse_views, shows_only
 from nocodb_guard.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -321,6 +328,55 @@ class NocoDBClient:
                 record[s.field_reason] = write.reason_text
             records.append(record)
         self._transport.request("PATCH", self._records_path, "records.update", body=records)
+
+    # --- storage and exposure -------------------------------------------------------------
+    def iter_attachment_cells(self) -> Iterator[tuple[Attachment, ...]]:
+        """Every row's attachment cell, whatever its status: which files the table uses.
+
+        Pages by ``Id > last seen`` with only ``Id`` and the photo field. A failure raises
+        (never a partial answer): the storage purge must not take "not listed" for "unused".
+        """
+        after, size = 0, self._settings.page_size
+        photo = self._settings.field_photo
+        while True:
+            params = {
+                "where": f"({ID_FIELD},gt,{after})",
+                "sort": ID_FIELD,
+                "limit": str(size),
+                "offset": "0",
+                "fields": f"{ID_FIELD},{photo}",
+            }
+            data = self._transport.request("GET", self._records_path, "records.scan", params=params)
+            items = data.get("list") if isinstance(data, dict) else None
+            if not isinstance(items, list):
+                raise NocoDBRequestError(f"GET {self._records_path}: answer has no 'list'")
+            ids = [item.get(ID_FIELD) for item in items if isinstance(item, dict)]
+            for item in items:
+                yield parse_attachments(item.get(photo) if isinstance(item, dict) else item)
+            last = max((i for i in ids if isinstance(i, int)), default=None)
+            if len(items) < size:
+                return
+            if last is None or last <= after:
+                raise NocoDBRequestError("records scan stalled: rows without integer Id")
+            after = last
+
+    def shared_views(self) -> list[View]:
+        """The table's shared views; for all but forms, whether they show only approved rows."""
+        table = f"/api/v2/meta/tables/{self._table}"
+        views = parse_views(self._transport.request("GET", f"{table}/views", "meta.views"))
+        status_id = column_id(
+            self._transport.request("GET", table, "meta.table"), self._settings.field_status
+        )
+        approved = self._settings.status_approved
+        shared = []
+        for view in (v for v in views if v.shared):
+            if view.kind is ViewKind.FORM or status_id is None:
+                shared.append(view)
+                continue
+            path = f"/api/v2/meta/views/{view.id}/filters"
+            filters = self._transport.request("GET", path, "meta.filters")
+            shared.append(replace(view, only_approved=shows_only(filters, status_id, approved)))
+        return shared
 
     # --- schema and health ----------------------------------------------------------------
     def table_schema(self) -> TableSchema:

@@ -37,6 +37,7 @@ from nocodb_guard.errors import (
 from nocodb_guard.faces.see import PipelineConfig
 from nocodb_guard.faces.workers import make_analyzer
 from nocodb_guard.nocodb.pacing import PacingTotals
+from nocodb_guard.report import SweepResult
 from nocodb_guard.runtime import Runtime, build_runtime
 from nocodb_guard.service.health import write_heartbeat
 from nocodb_guard.service.locking import sweep_lock
@@ -46,7 +47,6 @@ from nocodb_guard.service.signals import Flags
 from nocodb_guard.service.webhook import WebhookServer
 from nocodb_guard.settings import Settings
 from nocodb_guard.startup import StartupReport, check_startup
-from nocodb_guard.sweep import SweepResult
 
 log = structlog.get_logger("nocodb_guard.service.daemon")
 
@@ -129,6 +129,8 @@ class Daemon:
         self._notifier = notifier or SystemdNotifier()
         self._metrics = metrics or Metrics(enabled=settings.metrics_port > 0)
         runtime.recorders.append(self._metrics)
+        if runtime.purger is not None:
+            runtime.purger.observer = self._metrics
         self._scheduler = BackgroundScheduler(timezone="UTC")
         self._webhook: WebhookServer | None = None
         self._liveness = liveness or Liveness(

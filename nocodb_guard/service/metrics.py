@@ -26,6 +26,7 @@ from nocodb_guard.errors import GuardError
 from nocodb_guard.models import Reason, RowOutcome, Verdict
 from nocodb_guard.nocodb.pacing import PacingTotals
 from nocodb_guard.service.httpd import stop_serving
+from nocodb_guard.storage.base import PurgeStatus
 
 if TYPE_CHECKING:
     from nocodb_guard.settings import Settings
@@ -174,10 +175,19 @@ class Metrics:
             namespace=NAMESPACE,
             registry=self.registry,
         )
+        self.files_purged = Counter(
+            "stored_files_purge",
+            "Stored files of deleted rows handled by the purge, by outcome (PurgeStatus).",
+            labelnames=("outcome",),
+            namespace=NAMESPACE,
+            registry=self.registry,
+        )
         for outcome in SWEEP_OUTCOMES:  # export zeros so rate() works from the start
             self.sweeps.labels(outcome=outcome)
         for kind in NOCODB_ERROR_KINDS:
             self.nocodb_errors.labels(kind=kind)
+        for status in PurgeStatus:
+            self.files_purged.labels(outcome=status.value)
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -185,6 +195,10 @@ class Metrics:
     def record(self, outcome: RowOutcome) -> None:
         """The sweep's ``Recorder`` interface: one decided row."""
         self.record_decision(outcome.decision.verdict, outcome.decision.reason)
+
+    def record_purge(self, status: PurgeStatus) -> None:
+        """The purger's observer interface: one stored file handled."""
+        self.files_purged.labels(outcome=PurgeStatus(status).value).inc()
 
     def record_decision(self, verdict: Verdict, reason: Reason) -> None:
         self.rows_decided.labels(verdict=Verdict(verdict).value, reason=Reason(reason).value).inc()

@@ -21,6 +21,7 @@ import pytest
 from nocodb_guard.errors import NocoDBUnavailable
 from nocodb_guard.models import RowOutcome
 from nocodb_guard.nocodb.pacing import PacingTotals
+from nocodb_guard.report import SweepResult
 from nocodb_guard.service.daemon import Daemon, Liveness, stall_bound, stoppable_sleep
 from nocodb_guard.service.health import read_heartbeat
 from nocodb_guard.service.metrics import Metrics, request_error_kind
@@ -28,7 +29,6 @@ from nocodb_guard.service.notify import SystemdNotifier
 from nocodb_guard.service.signals import Flags
 from nocodb_guard.settings import Settings
 from nocodb_guard.startup import StartupReport
-from nocodb_guard.sweep import SweepResult
 
 WAIT_S = 10.0
 
@@ -174,6 +174,7 @@ class FakeRuntime:
         self.passes = list(passes)
         self.count = 0
         self.recorders: list[Any] = []
+        self.purger: Any = None
         self.analyzer: Any = FakeAnalyzer()
         self.client = FakeClient()
         self.closed = False
