@@ -3,9 +3,9 @@
 The real NocoDB here (0.301.3) has no limiter, so the fault proxy plays it exactly
 (``tests/nocodb_limiter.py``: per-token windows, then a block of 429s). Limits are scaled
 down from NocoDB's 5 a second and 30 s, as an operator may set them (``NC_DATA_COUNT``,
-``NC_DATA_BLOCK_DURATION``): 2 a second, so that even the test's one-process guard would
-exceed it unpaced, and a 3 s block, so that the unpaced control run stays short. The guard
-is paced at 80% of that limit, as the README advises.
+``NC_DATA_BLOCK_DURATION``): 1 a second, so that even a small backlog written by pages (a
+handful of requests) exceeds it unpaced, and a 3 s block, so that the unpaced control run
+stays short. The guard is paced at 80% of that limit, as the README advises.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from tests.integration.guard_process import (
 from tests.nocodb_limiter import NocoLimiter, Throttler
 
 BACKLOG = 15
-LIMIT = Throttler("data", limit=2, ttl_ms=1000, block_ms=3000)
+LIMIT = Throttler("data", limit=1, ttl_ms=1000, block_ms=3000)
 PACED = str(0.8 * LIMIT.limit * 1000 / LIMIT.ttl_ms)
 
 
