@@ -3,8 +3,8 @@
 The real NocoDB here (0.301.3) has no limiter, so the fault proxy plays it exactly
 (``tests/nocodb_limiter.py``: per-token windows, then a block of 429s). Limits are scaled
 down from NocoDB's 5 a second and 30 s, as an operator may set them (``NC_DATA_COUNT``,
-``NC_DATA_BLOCK_DURATION``): 1 a second, so that even a small backlog written by pages (a
-handful of requests) exceeds it unpaced, and a 3 s block, so that the unpaced control run
+``NC_DATA_BLOCK_DURATION``): 1 a second, which the control run (unpaced, acting row by row:
+a re-read then at once its write) exceeds, and a 3 s block, so that the unpaced control run
 stays short. The guard is paced at 80% of that limit, as the README advises.
 """
 
@@ -86,8 +86,9 @@ def test_unpaced_the_same_backlog_is_blocked_and_still_nothing_is_deleted_wrongl
     """The control: the proxy's limiter bites, and a 429 is never taken for a verdict."""
     proxy, limiter = limited
     rows = backlog(clean_table)
+    # Unpaced, and acting row by row: each re-read is followed at once by its write.
     env = guard_env(clean_table, tmp_path, references, nocodb_url=proxy.url, retry_seconds="10",
-                    rate_limit="0")  # fmt: skip
+                    rate_limit="0", act_batch="1")  # fmt: skip
 
     for _ in range(4):  # a pass that gave up on a second 429 leaves rows for the next one
         sweep_json(clean_table, env)
