@@ -50,6 +50,7 @@ class Runtime:
             apply=apply,
             max_attachments=self.settings.max_attachments,
             prefetch=max(2, 2 * max(self.settings.workers, 1)),
+            act_batch=self.settings.act_batch,
         )
         return Sweeper(
             self.client,

@@ -82,6 +82,12 @@ class Settings(BaseSettings):
     """``delete`` removes rejected rows; ``tag`` sets ``status_rejected`` for human review."""
     page_size: int = Field(default=100, ge=1, le=1000)
     """Rows per listing request (NocoDB caps at 1000)."""
+    act_batch: int = Field(default=25, ge=1, le=1000)
+    """Decided rows written together: one re-read, one bulk delete, one bulk update a page.
+
+    Larger spends fewer requests (NocoDB 0.301.4+ allows 5 a second); smaller writes each
+    decision sooner, and leaves less for the next pass to decide again after a crash.
+    """
     # NoDecode: the environment gives "a.example,b.example", not JSON (the validator splits it).
     allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ()
     """Extra hosts attachments may come from (S3-like storage). Exact host names, no wildcards."""

@@ -153,12 +153,17 @@ class NocoDBClient:
         return row
 
     def count_pending(self) -> int:
-        """How many rows wait for moderation (for status output and metrics)."""
+        """How many rows wait for moderation (the queue depth, for metrics and status).
+
+        One attempt, no retries: it is only a gauge, and the pass that follows meets (and
+        waits out) whatever made it fail.
+        """
         data = self._transport.request(
             "GET",
             f"{self._records_path}/count",
             "records.count",
             params={"where": self._pending_where()},
+            retry=False,
         )
         count = data.get("count") if isinstance(data, dict) else None
         if not isinstance(count, int) or isinstance(count, bool):

@@ -259,11 +259,12 @@ class Daemon:
     def _count_pending(self) -> int | None:
         """The queue depth at the start of the pass: one count request, paced like the rest.
 
-        A count NocoDB answers oddly must not stop moderation: it is only a gauge.
+        A count that fails must not stop moderation (it is only a gauge): the pass that
+        follows meets, and handles, whatever made it fail.
         """
         try:
             return self._runtime.client.count_pending()
-        except NocoDBRequestError as exc:
+        except (NocoDBUnavailable, NocoDBRequestError) as exc:
             log.warning("pending_count_failed", error=str(exc))
             return None
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from nocodb_guard.models import Action
+from nocodb_guard.models import Action, RowWrite
 from nocodb_guard.nocodb.client import NocoDBClient
 from nocodb_guard.settings import load_settings
 from tests import nocodb_admin
@@ -73,3 +73,18 @@ def test_like_ignores_case_on_both_databases_as_nocodb_turns_it_into_ilike_on_po
     clean_table.insert([{"Politician": GRACE, "Title": "Grace"}])
 
     assert len(clean_table.rows("(Title,like,%grace%)")) == 1
+
+
+def test_a_page_is_re_read_by_id_and_written_in_bulk_alike_on_both_databases(
+    clean_table: DevServer, client: NocoDBClient
+) -> None:
+    """``(Id,in,...)`` and the bulk writes of acting by pages; a missing Id is simply absent."""
+    keep, drop, gone = clean_table.insert([{"Politician": GRACE}] * 3)
+    nocodb_admin.delete_rows(clean_table.url, clean_table.token, clean_table.table_id, [gone])
+
+    assert sorted(client.get_rows([keep, drop, gone])) == [keep, drop]
+    assert client.reject_many([RowWrite(drop, "x"), RowWrite(gone, "y")]) == {
+        drop: Action.DELETED, gone: Action.ALREADY_GONE}  # fmt: skip
+    assert client.approve_many([RowWrite(keep, "z")]) == {keep: Action.APPROVED}
+    assert [row.id for row in client.iter_approved()] == [keep]
+    assert client.get_rows([drop]) == {}

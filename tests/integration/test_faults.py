@@ -110,7 +110,7 @@ def test_nocodb_killed_mid_sweep_and_restarted_loses_no_row_and_the_daemon_carri
     clean_table: DevServer, references: Path, state_dir: Path, tmp_path: Path
 ) -> None:
     rows = submit_many(clean_table, MIX, rounds=5)
-    env = guard_env(clean_table, state_dir, references)
+    env = guard_env(clean_table, state_dir, references, act_batch="2")  # outage mid-sweep
 
     with guard_daemon(clean_table, env, tmp_path / "daemon.log") as daemon:
         daemon.wait_until(lambda: len(daemon.decided()) >= 4, 120, "a sweep under way")
@@ -131,7 +131,7 @@ def test_a_daemon_killed_with_sigkill_mid_sweep_ends_with_every_row_decided_as_a
     clean_table: DevServer, references: Path, state_dir: Path, tmp_path: Path
 ) -> None:
     rows = submit_many(clean_table, MIX, rounds=4)
-    env = guard_env(clean_table, state_dir, references)
+    env = guard_env(clean_table, state_dir, references, act_batch="2")  # killed mid-sweep
 
     with guard_daemon(clean_table, env, tmp_path / "first.log") as first:
         first.wait_until(lambda: len(first.decided()) >= 3, 120, "a sweep under way")
