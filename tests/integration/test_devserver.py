@@ -220,6 +220,31 @@ def test_up_without_node_says_what_to_install(tmp_path: Path) -> None:
     assert "node and npm not found" in result.stderr
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root runs PostgreSQL as another user")
+def test_postgres_in_a_folder_its_user_cannot_enter_is_refused_with_the_remedy(
+    tmp_path: Path,
+) -> None:
+    env = {
+        **os.environ,
+        "NOCODB_DEV_DIR": str(tmp_path / "data"),  # under pytest's private (0700) temp root
+        "NOCODB_DEV_PORT": str(free_port()),
+        "NOCODB_DEV_DB": "postgres",
+    }
+
+    result = subprocess.run(
+        [sys.executable, str(NOCODB_DEV), "up"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+    assert result.returncode == 1
+    assert "cannot enter" in result.stderr
+    assert "NOCODB_DEV_DIR under /tmp" in result.stderr
+
+
 def test_down_stops_only_our_server_and_up_brings_it_back_on_the_same_data(
     nocodb: DevServer,
 ) -> None:
