@@ -20,6 +20,7 @@ the next :meth:`PoolAnalyzer.submit` builds a fresh pool, so later rows and tick
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 import signal
@@ -34,7 +35,7 @@ import numpy.typing as npt
 import structlog
 
 from nocodb_guard.faces.engine import FaceEngine
-from nocodb_guard.faces.see import PipelineConfig, analyze, make_engine
+from nocodb_guard.faces.see import LazyEngine, PipelineConfig, analyze, make_engine
 from nocodb_guard.models import PictureAnalysis
 
 log = structlog.get_logger(__name__)
@@ -57,12 +58,10 @@ class InlineAnalyzer:
 
     def __init__(self, config: PipelineConfig, engine: FaceEngine | None = None) -> None:
         self._config = config
-        self._engine = engine
+        self._engine = engine or LazyEngine(functools.partial(make_engine, config))
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="faces")
 
     def _run(self, data: bytes, name: str, references: References) -> PictureAnalysis:
-        if self._engine is None:
-            self._engine = make_engine(self._config)
         return analyze(data, name, references, self._config, self._engine)
 
     def submit(self, data: bytes, name: str, references: References) -> Future[PictureAnalysis]:

@@ -37,9 +37,8 @@ from typing import Any, Literal
 import numpy as np
 
 from nocodb_guard.errors import BadPicture, ConfigError
-from nocodb_guard.faces import images
-from nocodb_guard.faces.engine import FaceEngine, find_faces
-from nocodb_guard.faces.see import PipelineConfig
+from nocodb_guard.faces.engine import FaceEngine
+from nocodb_guard.faces.see import PipelineConfig, see
 from nocodb_guard.settings import Settings, slugify
 from nocodb_guard.trust import calibration
 from nocodb_guard.trust.calibration import Encoding, Finding, Suggestion, ToleranceRow
@@ -162,7 +161,7 @@ def _manifest_row(path: Path, number: int, row: dict[str, str]) -> tuple[str, La
 
 
 def make_photo_encoder(config: PipelineConfig, engine: FaceEngine) -> EncodePhoto:
-    """An :data:`EncodePhoto` that sees a photo exactly as the pipeline sees an upload."""
+    """An :data:`EncodePhoto` that sees a photo as the pipeline sees an upload (:func:`see`)."""
 
     def encode(path: Path) -> PhotoEncoding:
         try:
@@ -170,13 +169,10 @@ def make_photo_encoder(config: PipelineConfig, engine: FaceEngine) -> EncodePhot
         except OSError as exc:
             return PhotoEncoding(0, problem=f"unreadable: {exc.strerror}")
         try:
-            decoded = images.decode(data, max_pixels=config.max_pixels, max_side=config.max_side)
+            sight = see(data, config, engine)
         except BadPicture as bad:
             return PhotoEncoding(0, problem=bad.reason)
-        kept, _ = find_faces(engine, decoded.rgb, config.min_face_px, config.min_face_ratio)
-        if len(kept) != 1:
-            return PhotoEncoding(len(kept))
-        return PhotoEncoding(1, engine.encode(decoded.rgb, kept[0]))
+        return PhotoEncoding(len(sight.faces), sight.encoding)
 
     return encode
 
