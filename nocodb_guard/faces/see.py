@@ -107,9 +107,7 @@ class Sight:
     encoding: npt.NDArray[np.float64] | None = None
 
 
-def see(
-    data: bytes, config: PipelineConfig, engine: FaceEngine, *, encode: bool = True
-) -> Sight:
+def see(data: bytes, config: PipelineConfig, engine: FaceEngine, *, encode: bool = True) -> Sight:
     """Decode, find the faces, encode the face when there is exactly one.
 
     The one way every part of the service looks at a picture (an upload in
