@@ -28,7 +28,6 @@ class Runtime:
     client: NocoDBClient
     references: ReferenceStore
     analyzer: Analyzer
-    audit: AuditLog | None
     recorders: list[Recorder] = field(default_factory=list)
 
     def sweeper(
@@ -91,7 +90,6 @@ def build_runtime(
         client=client,
         references=references,
         analyzer=make_analyzer(config, settings.workers),
-        audit=audit_log,
     )
     if audit_log is not None:
         runtime.recorders.append(audit_log)

@@ -20,7 +20,7 @@ import functools
 import hashlib
 import os
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -181,10 +181,6 @@ class ReferenceStore:
         if reference_set is None:
             raise ReferenceSetError(f"none of {', '.join(map(str, paths))} is a photo")
         return reference_set
-
-    def load_all(self, labels: Iterable[str]) -> dict[str, ReferenceSet | None]:
-        """Every label's references (for start-up checks); the first bad file raises."""
-        return {label: self.load(label) for label in labels}
 
     def describe(self, label: str) -> ReferenceReport:
         """Per-file state for the CLI; never raises for a bad photo (it is reported)."""
