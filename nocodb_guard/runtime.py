@@ -74,7 +74,7 @@ def build_runtime(
     """
     config = PipelineConfig.from_settings(settings)
     client = NocoDBClient(settings, observer=observer, sleep=sleep)
-    references = ReferenceStore.from_settings(settings)
+    references = ReferenceStore.from_settings(settings, config=config)
     audit_log = (
         AuditLog(
             settings.state_dir,

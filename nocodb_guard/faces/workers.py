@@ -50,6 +50,10 @@ class Analyzer(Protocol):
 
     def submit(self, data: bytes, name: str, references: References) -> Future[PictureAnalysis]: ...
 
+    def restart(self) -> None:
+        """Replace the workers (the daemon asks after a pass died of a broken pool)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -66,6 +70,11 @@ class InlineAnalyzer:
 
     def submit(self, data: bytes, name: str, references: References) -> Future[PictureAnalysis]:
         return self._executor.submit(self._run, data, name, references)
+
+    def restart(self) -> None:
+        """A fresh thread; the engine (and its loaded models) is kept."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="faces")
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
@@ -139,6 +148,12 @@ class PoolAnalyzer:
             return executor.submit(_analyze_in_worker, data, name, references)
         except BrokenProcessPool:
             return self._restart(executor).submit(_analyze_in_worker, data, name, references)
+
+    def restart(self) -> None:
+        """A fresh pool in place of the current one (unless another thread just replaced it)."""
+        with self._lock:
+            executor = self._executor
+        self._restart(executor)
 
     def _restart(self, broken: ProcessPoolExecutor) -> ProcessPoolExecutor:
         """Replace ``broken`` once, however many threads noticed it at the same time."""

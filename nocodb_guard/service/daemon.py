@@ -28,8 +28,6 @@ import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from nocodb_guard.errors import AlreadyRunning, GuardError, NocoDBUnavailable, Stop
-from nocodb_guard.faces.see import PipelineConfig
-from nocodb_guard.faces.workers import make_analyzer
 from nocodb_guard.runtime import Runtime, build_runtime
 from nocodb_guard.service.health import write_heartbeat
 from nocodb_guard.service.locking import sweep_lock
@@ -262,10 +260,7 @@ class Daemon:
         self._metrics.observe_error(type(exc).__name__)
         self._notifier.status(f"last tick failed: {type(exc).__name__}")
         if isinstance(exc, BrokenExecutor):
-            self._runtime.analyzer.close()
-            self._runtime.analyzer = make_analyzer(
-                PipelineConfig.from_settings(self._settings), self._settings.workers
-            )
+            self._runtime.analyzer.restart()
             log.warning("face_workers_restarted")
 
 
