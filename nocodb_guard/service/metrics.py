@@ -21,6 +21,7 @@ from prometheus_client.exposition import generate_latest
 
 from nocodb_guard.errors import GuardError
 from nocodb_guard.models import Reason, RowOutcome, Verdict
+from nocodb_guard.nocodb.pacing import PacingTotals
 from nocodb_guard.service.httpd import stop_serving
 
 NAMESPACE = "nocodb_guard"
@@ -111,7 +112,15 @@ class Metrics:
             "last_success_timestamp_seconds", "Unix time of the last sweep that completed."
         )
         self.pending_rows = self._gauge(
-            "pending_rows", "Pending rows seen by the last sweep (the moderation queue depth)."
+            "pending_rows", "Rows waiting for moderation, counted at the start of the last sweep."
+        )
+        self.paced_seconds = self._counter(
+            "paced_seconds",
+            "Seconds NocoDB requests waited for the client-side rate limit or a server hold.",
+        )
+        self.rate_limit_holds = self._counter(
+            "rate_limit_holds",
+            "Times NocoDB said to wait (X-RateLimit-Remaining 0, or a 429's Retry-After).",
         )
         for outcome in SWEEP_OUTCOMES:  # export zeros so rate() works from the start
             self.sweeps.labels(outcome=outcome)
@@ -147,8 +156,13 @@ class Metrics:
         if kind is not None:
             self.record_nocodb_error(kind)
 
+    def observe_pacing(self, pacing: PacingTotals) -> None:
+        """What the rate limiter cost during one pass."""
+        self.paced_seconds.inc(max(0.0, pacing.paced_seconds))
+        self.rate_limit_holds.inc(max(0, pacing.holds))
+
     def observe_sweep(self, seconds: float, rows: int | None = None, ok: bool = True) -> None:
-        """A finished sweep; ``rows``, when given, is the pending rows it saw."""
+        """A finished sweep; ``rows``, when given, is the queue depth counted at its start."""
         self.sweep_duration.observe(max(0.0, seconds))
         self.sweeps.labels(outcome="ok" if ok else "failed").inc()
         if rows is not None:
