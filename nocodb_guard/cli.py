@@ -46,7 +46,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     _add_common(parser, top_level=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_inspection_commands(sub)
+    _add_moderation_commands(sub)
+    _add_trust_commands(sub)
+    for subparser in sub.choices.values():
+        _add_common(subparser, top_level=False)
+    return parser
 
+
+Subparsers = argparse._SubParsersAction  # argparse exposes no public name for it
+
+
+def _add_inspection_commands(sub: Subparsers[argparse.ArgumentParser]) -> None:
+    """Commands that look and change nothing: explain, references, check."""
     explain = sub.add_parser("explain", help="show what the pipeline sees in pictures")
     explain.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
     who = explain.add_mutually_exclusive_group(required=True)
@@ -63,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="settings, NocoDB, table schema and references")
     check.add_argument("--json", action="store_true")
 
+
+def _add_moderation_commands(sub: Subparsers[argparse.ArgumentParser]) -> None:
+    """Commands that moderate the table: sweep, run, health."""
     sweep = sub.add_parser("sweep", help="one moderation pass over pending rows")
     sweep.add_argument("--dry-run", action="store_true", help="decide everything, change nothing")
     sweep.add_argument("--limit", type=int, help="at most N rows")
@@ -85,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     health.add_argument("--max-age", type=float, help="seconds (default: heartbeat_max_age)")
     health.add_argument("--json", action="store_true", help="print one JSON object")
 
+
+def _add_trust_commands(sub: Subparsers[argparse.ArgumentParser]) -> None:
+    """Commands that measure and explain the verdicts: evaluate, history."""
     evaluate = sub.add_parser("evaluate", help="calibrate tolerances on labelled photos")
     evaluate.add_argument("directory", type=Path, metavar="DIR")
     evaluate.add_argument("--self", dest="self_mode", action="store_true",
@@ -97,9 +115,6 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--since", help="ISO date/time or a duration like 2h, 3d")
     history.add_argument("--verdict", choices=["approved", "rejected", "deferred"])
     history.add_argument("--json", action="store_true")
-    for subparser in sub.choices.values():
-        _add_common(subparser, top_level=False)
-    return parser
 
 
 def _add_common(parser: argparse.ArgumentParser, *, top_level: bool) -> None:

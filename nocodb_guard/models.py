@@ -131,10 +131,6 @@ class Decision:
     distance: float | None = None
     tolerance: float | None = None
 
-    @property
-    def is_final(self) -> bool:
-        return self.verdict is not Verdict.DEFERRED
-
 
 @dataclass(frozen=True)
 class Attachment:

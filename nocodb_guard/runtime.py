@@ -30,7 +30,6 @@ class Runtime:
     client: NocoDBClient
     references: ReferenceStore
     analyzer: Analyzer
-    audit: AuditLog | None
     purger: Purger | None = None
     """Removes deleted rows' files from NocoDB's storage; None when not configured."""
     recorders: list[Recorder] = field(default_factory=list)
@@ -84,7 +83,7 @@ def build_runtime(
     """
     config = PipelineConfig.from_settings(settings)
     client = NocoDBClient(settings, observer=observer, sleep=sleep)
-    references = ReferenceStore.from_settings(settings)
+    references = ReferenceStore.from_settings(settings, config=config)
     audit_log = (
         AuditLog(
             settings.state_dir,
@@ -100,7 +99,6 @@ def build_runtime(
         client=client,
         references=references,
         analyzer=make_analyzer(config, settings.workers),
-        audit=audit_log,
         purger=build_purger(settings, client),
     )
     if audit_log is not None:

@@ -20,7 +20,7 @@ import functools
 import hashlib
 import os
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,9 +29,8 @@ import numpy.typing as npt
 import structlog
 
 from nocodb_guard.errors import BadPicture, ReferenceSetError
-from nocodb_guard.faces import images
-from nocodb_guard.faces.engine import FaceEngine, find_faces
-from nocodb_guard.faces.see import PipelineConfig, make_engine
+from nocodb_guard.faces.engine import FaceEngine
+from nocodb_guard.faces.see import LazyEngine, PipelineConfig, make_engine, see
 from nocodb_guard.models import Reason
 from nocodb_guard.settings import Settings
 
@@ -127,8 +126,7 @@ class ReferenceStore:
         self._tolerance_for = tolerance_for
         self._config = config
         self._cache_dir = cache_dir
-        self._engine_factory = engine_factory or functools.partial(make_engine, config)
-        self._engine: FaceEngine | None = None
+        self._engine = LazyEngine(engine_factory or functools.partial(make_engine, config))
         self._memo: dict[str, tuple[tuple[tuple[str, int, int], ...], ReferenceSet]] = {}
         self._lock = threading.RLock()
 
@@ -152,7 +150,7 @@ class ReferenceStore:
     @property
     def engine_created(self) -> bool:
         """Whether dlib had to be loaded (False when every reference came from the cache)."""
-        return self._engine is not None
+        return self._engine.created
 
     # --- loading ---------------------------------------------------------------------------
 
@@ -183,10 +181,6 @@ class ReferenceStore:
         if reference_set is None:
             raise ReferenceSetError(f"none of {', '.join(map(str, paths))} is a photo")
         return reference_set
-
-    def load_all(self, labels: Iterable[str]) -> dict[str, ReferenceSet | None]:
-        """Every label's references (for start-up checks); the first bad file raises."""
-        return {label: self.load(label) for label in labels}
 
     def describe(self, label: str) -> ReferenceReport:
         """Per-file state for the CLI; never raises for a bad photo (it is reported)."""
@@ -238,26 +232,19 @@ class ReferenceStore:
         return self._encode(path, data, cache_path)
 
     def _encode(self, path: Path, data: bytes, cache_path: Path | None) -> _Outcome:
-        config = self._config
         try:
-            decoded = images.decode(data, max_pixels=config.max_pixels, max_side=config.max_side)
+            sight = see(data, self._config, self._engine)
         except BadPicture as bad:
             if bad.reason is Reason.NOT_AN_IMAGE and path.suffix.lower() not in IMAGE_SUFFIXES:
                 return _Outcome(ReferenceFile(path.name, cached=False, skipped=True))
             return _failed(path, False, None, f"{bad.reason}: {bad.detail}")
-        engine = self._get_engine()
-        kept, ignored = find_faces(engine, decoded.rgb, config.min_face_px, config.min_face_ratio)
-        if len(kept) != 1:
-            return _failed(path, False, len(kept), _face_count_problem(len(kept), len(ignored)))
-        encoding = np.asarray(engine.encode(decoded.rgb, kept[0]), dtype=np.float64)
+        if sight.encoding is None:
+            kept = len(sight.faces)
+            return _failed(path, False, kept, _face_count_problem(kept, sight.ignored_faces))
+        encoding = np.asarray(sight.encoding, dtype=np.float64)
         if cache_path is not None:
             self._write_cache(cache_path, encoding)
         return _Outcome(ReferenceFile(path.name, cached=False, faces=1), encoding)
-
-    def _get_engine(self) -> FaceEngine:
-        if self._engine is None:
-            self._engine = self._engine_factory()
-        return self._engine
 
     # --- the on-disk cache ------------------------------------------------------------------
 

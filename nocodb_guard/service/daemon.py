@@ -34,8 +34,6 @@ from nocodb_guard.errors import (
     NocoDBUnavailable,
     Stop,
 )
-from nocodb_guard.faces.see import PipelineConfig
-from nocodb_guard.faces.workers import make_analyzer
 from nocodb_guard.nocodb.pacing import PacingTotals
 from nocodb_guard.report import SweepResult
 from nocodb_guard.runtime import Runtime, build_runtime
@@ -304,10 +302,7 @@ class Daemon:
         self._metrics.observe_error(type(exc).__name__)
         self._status(f"last tick failed: {type(exc).__name__}")
         if isinstance(exc, BrokenExecutor):
-            self._runtime.analyzer.close()
-            self._runtime.analyzer = make_analyzer(
-                PipelineConfig.from_settings(self._settings), self._settings.workers
-            )
+            self._runtime.analyzer.restart()
             log.warning("face_workers_restarted")
 
 

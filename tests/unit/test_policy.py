@@ -94,8 +94,3 @@ def test_a_mismatch_names_the_politician_and_the_numbers() -> None:
     decision = decide(evidence(pic(distance=0.8)), max_attachments=5)
     assert "distance 0.80 to Grace Hopper (tolerance 0.60)" in decision.explanation
     assert decision.distance == pytest.approx(0.8)
-
-
-def test_only_deferred_decisions_are_not_final() -> None:
-    assert not decide(evidence(pic(), refs=False), max_attachments=5).is_final
-    assert decide(evidence(pic(faces=2)), max_attachments=5).is_final

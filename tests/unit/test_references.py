@@ -173,13 +173,6 @@ def test_a_file_named_like_a_photo_that_is_not_one_is_an_error(
         store.load(LABEL)
 
 
-def test_load_all_loads_every_label(reference_dir: Path, engine: DlibFaceEngine) -> None:
-    store, _ = make_store(reference_dir, engine)
-    loaded = store.load_all([LABEL, "Someone Else"])
-    assert loaded["Someone Else"] is None
-    assert loaded[LABEL] is not None
-
-
 # --- memo and cache ------------------------------------------------------------------------------
 
 
