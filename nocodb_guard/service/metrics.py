@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterable
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_wsgi_server
@@ -81,6 +82,9 @@ class Metrics:
     so the daemon can build one unconditionally.
     """
 
+    _server: WSGIServer | None = None
+    _thread: threading.Thread | None = None
+
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
         self.registry = CollectorRegistry(auto_describe=True)
@@ -91,6 +95,7 @@ class Metrics:
             "sweeps",
             "Sweeps run, by outcome (failed: NocoDB unavailable or an unexpected error).",
             "outcome",
+            zeros=SWEEP_OUTCOMES,
         )
         self.sweep_duration = Histogram(
             "sweep_duration_seconds",
@@ -103,6 +108,7 @@ class Metrics:
             "nocodb_request_errors",
             "Failed NocoDB requests (each retry attempt counts), by kind.",
             "kind",
+            zeros=NOCODB_ERROR_KINDS,
         )
         self.tick_errors = self._counter(
             "tick_errors",
@@ -123,24 +129,22 @@ class Metrics:
             "rate_limit_holds",
             "Times NocoDB said to wait (X-RateLimit-Remaining 0, or a 429's Retry-After).",
         )
-        self.files_purged = Counter(
+        self.files_purged = self._counter(
             "stored_files_purge",
             "Stored files of deleted rows handled by the purge, by outcome (PurgeStatus).",
-            labelnames=("outcome",),
-            namespace=NAMESPACE,
-            registry=self.registry,
+            "outcome",
+            zeros=[status.value for status in PurgeStatus],
         )
-        for outcome in SWEEP_OUTCOMES:  # export zeros so rate() works from the start
-            self.sweeps.labels(outcome=outcome)
-        for kind in NOCODB_ERROR_KINDS:
-            self.nocodb_errors.labels(kind=kind)
-        for status in PurgeStatus:
-            self.files_purged.labels(outcome=status.value)
-        self._server: WSGIServer | None = None
-        self._thread: threading.Thread | None = None
 
-    def _counter(self, name: str, documentation: str, *labels: str) -> Counter:
-        return Counter(name, documentation, labels, namespace=NAMESPACE, registry=self.registry)
+    def _counter(
+        self, name: str, documentation: str, *labels: str, zeros: Iterable[str] = ()
+    ) -> Counter:
+        """A counter; each of ``zeros`` (values of its one label) is exported at 0 from the
+        start, so that ``rate()`` works before the first event."""
+        counter = Counter(name, documentation, labels, namespace=NAMESPACE, registry=self.registry)
+        for value in zeros:
+            counter.labels(value)
+        return counter
 
     def _gauge(self, name: str, documentation: str) -> Gauge:
         return Gauge(name, documentation, namespace=NAMESPACE, registry=self.registry)
