@@ -89,8 +89,8 @@ def table(outcomes: Iterable[RowOutcome]) -> str:
 def summary_text(summary: dict[str, Any]) -> str:
     parts = [
         f"{summary['rows']} rows: {summary['approved']} approved, "
-        f"{summary['rejected']} rejected, {summary['deferred']} deferred "
-        f"({summary['seconds']:.1f}s)"
+        f"{summary['rejected']} rejected, {summary['deferred']} deferred, "
+        f"{summary['review']} for review ({summary['seconds']:.1f}s)"
     ]
     for key in ("rejected_by_reason", "deferred_by_reason"):
         if summary[key]:

@@ -46,6 +46,7 @@ from nocodb_guard.models import (
 from nocodb_guard.policy import RowEvidence, decide
 
 log = structlog.get_logger("nocodb_guard.sweep")
+_RECHECK_WOULD = {Verdict.REJECTED: Action.WOULD_REJECT, Verdict.REVIEW: Action.WOULD_REVIEW}
 
 
 class Client(Protocol):
@@ -62,6 +63,8 @@ class Client(Protocol):
     def approve(self, row_id: int, reason_text: str) -> Action: ...
 
     def reject(self, row_id: int, reason_text: str) -> Action: ...
+
+    def review(self, row_id: int, reason_text: str) -> Action: ...
 
 
 class References(Protocol):
@@ -102,21 +105,13 @@ class SweepResult:
 
     def summary(self) -> dict[str, Any]:
         verdicts = Counter(o.decision.verdict.value for o in self.outcomes)
-        rejected = Counter(
-            o.decision.reason.value
-            for o in self.outcomes
-            if o.decision.verdict is Verdict.REJECTED
-        )
-        deferred = Counter(
-            o.decision.reason.value
-            for o in self.outcomes
-            if o.decision.verdict is Verdict.DEFERRED
-        )
+        rejected, deferred = self._by_reason(Verdict.REJECTED), self._by_reason(Verdict.DEFERRED)
         return {
             "rows": len(self.outcomes),
             "approved": verdicts.get("approved", 0),
             "rejected": verdicts.get("rejected", 0),
             "deferred": verdicts.get("deferred", 0),
+            "review": verdicts.get("review", 0),
             "rejected_by_reason": dict(rejected),
             "deferred_by_reason": dict(deferred),
             "seconds": round(self.seconds, 3),
@@ -124,11 +119,15 @@ class SweepResult:
             "error": self.error,
         }
 
+    def _by_reason(self, verdict: Verdict) -> Counter[str]:
+        reasons = (o.decision.reason.value for o in self.outcomes if o.decision.verdict is verdict)
+        return Counter(reasons)
+
     def status_line(self) -> str:
         """One short line for systemd's STATUS= and the console."""
         s = self.summary()
         text = f"{s['rows']} rows: {s['approved']} approved, {s['rejected']} rejected, "
-        text += f"{s['deferred']} deferred in {s['seconds']:.1f}s"
+        text += f"{s['deferred']} deferred, {s['review']} for review in {s['seconds']:.1f}s"
         return text + (f" ({self.error})" if self.error else "")
 
 
@@ -172,11 +171,14 @@ class _Prepared:
         return RowEvidence(
             politician=self.row.politician,
             tolerance=None if self.references is None else self.references.tolerance,
+            review_band=None if self.references is None else self.references.review_band,
             attachment_count=len(self.row.attachments),
             pictures=tuple(pictures),
             failure=None if deferral is None else deferral.reason,
             failure_detail="" if deferral is None else deferral.detail,
         )
+
+
 
 
 class Sweeper:
@@ -310,35 +312,31 @@ class Sweeper:
             return self._outcome(prepared, decision, Action.GONE, pictures, started, analysed)
         evidence = prepared.evidence(pictures)
         decision = decide(evidence, max_attachments=self._options.max_attachments)
-        if self._options.recheck_approved and decision.verdict is Verdict.REJECTED:
+        if self._options.recheck_approved and decision.verdict in _RECHECK_WOULD:
             # Log, audit and the Reason written all say this row had been approved before.
             decision = replace(decision, explanation=f"re-check: {decision.explanation}")
         action = self._act(row, decision)
         return self._outcome(prepared, decision, action, pictures, started, analysed)
 
     def _act(self, row: Row, decision: Decision) -> Action:
+        """A re-check reports approved rows that now fail or are in the band; ``apply`` acts."""
         if self._options.dry_run:
             return Action.DRY_RUN
         if decision.verdict is Verdict.DEFERRED:
             return Action.NONE
-        if self._options.recheck_approved:
-            return self._act_recheck(row, decision)
+        if self._options.recheck_approved and decision.verdict is Verdict.APPROVED:
+            return Action.STILL_APPROVED
+        if self._options.recheck_approved and not self._options.apply:
+            return _RECHECK_WOULD[decision.verdict]
+        return self._change(row, decision)
+
+    def _change(self, row: Row, decision: Decision) -> Action:
+        """Approve, tag for review, or reject (only if nobody touched the row meanwhile)."""
         try:
             if decision.verdict is Verdict.APPROVED:
                 return self._client.approve(row.id, decision.explanation)
-            if not self._unchanged(row):
-                return Action.CHANGED_MEANWHILE
-            return self._client.reject(row.id, decision.explanation)
-        except RowGone:
-            return Action.GONE
-
-    def _act_recheck(self, row: Row, decision: Decision) -> Action:
-        """An approved row that now fails is reported, and only acted on with ``apply``."""
-        if decision.verdict is Verdict.APPROVED:
-            return Action.STILL_APPROVED
-        if not self._options.apply:
-            return Action.WOULD_REJECT
-        try:
+            if decision.verdict is Verdict.REVIEW:
+                return self._client.review(row.id, decision.explanation)
             if not self._unchanged(row):
                 return Action.CHANGED_MEANWHILE
             return self._client.reject(row.id, decision.explanation)

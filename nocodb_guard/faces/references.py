@@ -58,6 +58,8 @@ class ReferenceSet:
     files: tuple[str, ...]
     encodings: npt.NDArray[np.float64]
     tolerance: float
+    review_band: tuple[float, float] | None = None
+    """Distances in ``[low, high]`` go to an admin (``review``); None: no band."""
 
 
 @dataclass(frozen=True)
@@ -122,9 +124,11 @@ class ReferenceStore:
         config: PipelineConfig,
         cache_dir: Path | None,
         engine_factory: EngineFactory | None = None,
+        review_band_for: Callable[[str], tuple[float, float] | None] = lambda _label: None,
     ) -> None:
         self._folder_for = folder_for
         self._tolerance_for = tolerance_for
+        self._review_band_for = review_band_for
         self._config = config
         self._cache_dir = cache_dir
         self._engine_factory = engine_factory or functools.partial(make_engine, config)
@@ -147,6 +151,7 @@ class ReferenceStore:
             config=config or PipelineConfig.from_settings(settings),
             cache_dir=settings.state_dir / "reference-cache",
             engine_factory=engine_factory,
+            review_band_for=settings.review_band_for,
         )
 
     @property
@@ -224,6 +229,7 @@ class ReferenceStore:
             files=tuple(names),
             encodings=np.stack(encodings),
             tolerance=self._tolerance_for(label),
+            review_band=self._review_band_for(label),
         )
 
     def _read_file(self, path: Path) -> _Outcome:

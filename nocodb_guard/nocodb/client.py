@@ -30,7 +30,7 @@ from nocodb_guard.errors import (
     RowGone,
     UrlNotAllowed,
 )
-from nocodb_guard.models import Attachment, Row
+from nocodb_guard.models import Action, Attachment, Row
 from nocodb_guard.nocodb.records import ID_FIELD, find_same_attachment, parse_row
 from nocodb_guard.nocodb.schema import TableSchema, parse_schema, politician_options
 from nocodb_guard.nocodb.transport import RequestObserver, Transport
@@ -216,12 +216,21 @@ class NocoDBClient:
         return self._transport.download(self.attachment_url(attachment), attachment.size)
 
     # --- acting ------------------------------------------------------------------------------
-    def approve(self, row_id: int, reason_text: str) -> str:
+    def approve(self, row_id: int, reason_text: str) -> Action:
         """Tag the row approved (and explain why); :class:`RowGone` if it vanished."""
         self._patch(row_id, self._settings.status_approved, reason_text)
-        return "approved"
+        return Action.APPROVED
 
-    def reject(self, row_id: int, reason_text: str) -> str:
+    def review(self, row_id: int, reason_text: str) -> Action:
+        """Tag the row for an admin (distance in the review band); :class:`RowGone` if it vanished.
+
+        A tagged row is no longer pending (the listing wants a blank status), so it is not
+        judged again on every pass: it waits for the admin.
+        """
+        self._patch(row_id, self._settings.status_review, reason_text)
+        return Action.TAGGED_REVIEW
+
+    def reject(self, row_id: int, reason_text: str) -> Action:
         """Delete the row, or tag it rejected (``reject_action = "tag"``).
 
         A row that is already gone counts as done (``"already_gone"``): the goal, the row not
@@ -230,13 +239,13 @@ class NocoDBClient:
         try:
             if self._settings.reject_action == "tag":
                 self._patch(row_id, self._settings.status_rejected, reason_text)
-                return "tagged_rejected"
+                return Action.TAGGED_REJECTED
             self._transport.request(
                 "DELETE", self._records_path, "records.delete", body=[{ID_FIELD: int(row_id)}]
             )
         except RowGone:
-            return "already_gone"
-        return "deleted"
+            return Action.ALREADY_GONE
+        return Action.DELETED
 
     def _patch(self, row_id: int, status: str, reason_text: str) -> None:
         record: dict[str, Any] = {ID_FIELD: int(row_id), self._settings.field_status: status}
