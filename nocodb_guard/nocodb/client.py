@@ -233,7 +233,7 @@ class NocoDBClient:
     def reject(self, row_id: int, reason_text: str) -> Action:
         """Delete the row, or tag it rejected (``reject_action = "tag"``).
 
-        A row that is already gone counts as done (``"already_gone"``): the goal, the row not
+        A row that is already gone counts as done (``ALREADY_GONE``): the goal, the row not
         being shown, holds, and a retried DELETE whose first try succeeded must not fail.
         """
         try:
