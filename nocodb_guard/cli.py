@@ -76,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     health = sub.add_parser("health", help="exit 0 when the daemon's last sweep is recent")
     health.add_argument("--max-age", type=float, help="seconds (default: heartbeat_max_age)")
+    health.add_argument("--json", action="store_true", help="print one JSON object")
 
     evaluate = sub.add_parser("evaluate", help="calibrate tolerances on labelled photos")
     evaluate.add_argument("directory", type=Path, metavar="DIR")
@@ -269,7 +270,10 @@ def cmd_health(args: argparse.Namespace, settings: Settings) -> int:
     from nocodb_guard.service.health import check_health  # noqa: PLC0415
 
     status = check_health(settings.state_dir, args.max_age or settings.heartbeat_max_age)
-    print(status.message)
+    if args.json:
+        _print_json(status.as_json())
+    else:
+        print(status.message)
     return EXIT_OK if status.ok else EXIT_DEFERRED
 
 

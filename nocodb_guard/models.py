@@ -181,6 +181,14 @@ class Row:
 
 
 @dataclass(frozen=True)
+class RowWrite:
+    """One row to tag or delete, with the plain-words reason written to it."""
+
+    row_id: int
+    reason_text: str
+
+
+@dataclass(frozen=True)
 class RowOutcome:
     """What a sweep did with one row: logged, audited and shown in the summary."""
 

@@ -119,6 +119,15 @@ class Settings(BaseSettings):
     read_timeout: float = Field(default=30.0, gt=0)
     retry_seconds: float = Field(default=60.0, ge=0)
     """Time budget for retrying one NocoDB request (5xx, 429, timeouts) before deferring."""
+    rate_limit: float = Field(default=4.0, ge=0)
+    """Data API requests per second the guard allows itself; 0 turns pacing off.
+
+    NocoDB 0.301.4+ allows 5 a second per token (``NC_DATA_COUNT`` per ``NC_DATA_API_TTL``),
+    then blocks the token for 30 s: 4 leaves room for network jitter. Set it to 80% of your
+    server's limit; ``X-RateLimit-Remaining: 0`` and 429s are honoured whatever it says.
+    """
+    meta_rate_limit: float = Field(default=0.9, ge=0)
+    """Meta API (table schema) requests per second; NocoDB allows 60 a minute. 0: off."""
     max_download_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
     """Byte cap per attachment, enforced while streaming (NocoDB's default upload cap: 20 MiB)."""
     max_attachments: int = Field(default=5, ge=1)

@@ -6,8 +6,10 @@ Pipelining: while the main thread decides and acts on row *n*, a small thread po
 already downloading the next rows and handing their pictures to the face workers. The
 window of rows in flight is bounded, so memory stays flat however long the backlog is.
 
+Decided rows are written by pages (:mod:`nocodb_guard.acting`): three requests a page.
+
 Safety: one bad row never stops the pass; a transient failure defers the row untouched;
-before a row is deleted it is read again, and left alone if an admin changed it meanwhile.
+before a row is written it is read again, and left alone if an admin changed it meanwhile.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any, Protocol, TypeAlias
 
 import structlog
 
+from nocodb_guard.acting import BulkClient, Intent, act_on_page
 from nocodb_guard.errors import (
     DownloadFailed,
     DownloadTooLarge,
@@ -49,22 +52,14 @@ log = structlog.get_logger("nocodb_guard.sweep")
 _RECHECK_WOULD = {Verdict.REJECTED: Action.WOULD_REJECT, Verdict.REVIEW: Action.WOULD_REVIEW}
 
 
-class Client(Protocol):
+class Client(BulkClient, Protocol):
     """The part of :class:`nocodb_guard.nocodb.client.NocoDBClient` a sweep uses."""
 
     def iter_pending(self, limit: int | None = None) -> Iterator[Row]: ...
 
     def iter_approved(self, limit: int | None = None) -> Iterator[Row]: ...
 
-    def get_row(self, row_id: int) -> Row: ...
-
     def download(self, attachment: Attachment, row_id: int) -> bytes: ...
-
-    def approve(self, row_id: int, reason_text: str) -> Action: ...
-
-    def reject(self, row_id: int, reason_text: str) -> Action: ...
-
-    def review(self, row_id: int, reason_text: str) -> Action: ...
 
 
 class References(Protocol):
@@ -85,6 +80,8 @@ class SweepOptions:
     prefetch: int = 4
     """Rows downloaded and analysed ahead of the one being acted on."""
     download_threads: int = 4
+    act_batch: int = 25
+    """Decided rows written together: one re-read, one bulk delete, one bulk update."""
     recheck_approved: bool = False
     """Re-evaluate rows already approved instead of pending ones (references changed?)."""
     apply: bool = False
@@ -105,7 +102,16 @@ class SweepResult:
 
     def summary(self) -> dict[str, Any]:
         verdicts = Counter(o.decision.verdict.value for o in self.outcomes)
-        rejected, deferred = self._by_reason(Verdict.REJECTED), self._by_reason(Verdict.DEFERRED)
+        rejected = Counter(
+            o.decision.reason.value
+            for o in self.outcomes
+            if o.decision.verdict is Verdict.REJECTED
+        )
+        deferred = Counter(
+            o.decision.reason.value
+            for o in self.outcomes
+            if o.decision.verdict is Verdict.DEFERRED
+        )
         return {
             "rows": len(self.outcomes),
             "approved": verdicts.get("approved", 0),
@@ -118,10 +124,6 @@ class SweepResult:
             "stopped_early": self.stopped_early,
             "error": self.error,
         }
-
-    def _by_reason(self, verdict: Verdict) -> Counter[str]:
-        reasons = (o.decision.reason.value for o in self.outcomes if o.decision.verdict is verdict)
-        return Counter(reasons)
 
     def status_line(self) -> str:
         """One short line for systemd's STATUS= and the console."""
@@ -179,6 +181,16 @@ class _Prepared:
         )
 
 
+@dataclass(frozen=True)
+class _Decided:
+    """A decided row waiting for its page's write; ``action`` set when nothing is to write."""
+
+    prepared: _Prepared
+    decision: Decision
+    pictures: list[PictureAnalysis]
+    started: float
+    analysed: float
+    action: Action | None
 
 
 class Sweeper:
@@ -211,6 +223,7 @@ class Sweeper:
         else:
             rows = self._client.iter_pending(limit=self._options.limit)
         window: deque[Future[_Prepared]] = deque()
+        page: list[_Decided] = []
         with ThreadPoolExecutor(
             max_workers=self._options.download_threads, thread_name_prefix="download"
         ) as pool:
@@ -220,10 +233,11 @@ class Sweeper:
                     if should_stop():
                         result.stopped_early = True
                         break
-                    outcome = self._next_outcome(window.popleft())
+                    page.append(self._next_decided(window.popleft()))
                     self._fill(window, rows, pool)
-                    result.outcomes.append(outcome)
-                    self._report(outcome, on_outcome)
+                    if len(page) >= self._options.act_batch or not window:
+                        self._flush(page, result, on_outcome)
+                self._flush(page, result, on_outcome)  # a stop still writes what is decided
             except NocoDBUnavailable as exc:
                 result.error = str(exc)
                 log.warning("sweep_interrupted", error=str(exc))
@@ -234,7 +248,7 @@ class Sweeper:
         log.info("sweep_done", **result.summary())
         return result
 
-    def _next_outcome(self, future: Future[_Prepared]) -> RowOutcome:
+    def _next_decided(self, future: Future[_Prepared]) -> _Decided:
         """One row, guarded: a bug or a crashed worker defers this row, the pass goes on."""
         prepared = future.result()
         try:
@@ -247,7 +261,23 @@ class Sweeper:
                 Verdict.DEFERRED, Reason.TRANSIENT_ERROR, f"internal error: {type(exc).__name__}"
             )
             now = time.perf_counter()
-            return self._outcome(prepared, decision, Action.NONE, [], now, now)
+            return _Decided(prepared, decision, [], now, now, Action.NONE)
+
+    def _flush(
+        self,
+        page: list[_Decided],
+        result: SweepResult,
+        on_outcome: Callable[[RowOutcome], None] | None,
+    ) -> None:
+        """Write the page's decided rows at once, then report each in row order."""
+        intents = [Intent(d.prepared.row, d.decision) for d in page if d.action is None]
+        actions = act_on_page(self._client, intents)
+        for d in page:
+            action = d.action if d.action is not None else actions[d.prepared.row.id]
+            outcome = self._outcome(d, action)
+            result.outcomes.append(outcome)
+            self._report(outcome, on_outcome)
+        page.clear()
 
     # --- stages -------------------------------------------------------------------------------
     def _fill(
@@ -301,25 +331,24 @@ class Sweeper:
             return _Deferral(Reason.TRANSIENT_ERROR, str(exc))
         return self._analyzer.submit(data, name, refs.encodings)
 
-    def _finish(self, prepared: _Prepared) -> RowOutcome:
-        """Collect analyses, decide and act (main thread, in row order)."""
-        row = prepared.row
+    def _finish(self, prepared: _Prepared) -> _Decided:
+        """Collect analyses and decide (main thread, in row order); writing waits for the page."""
         started = time.perf_counter()
         pictures = prepared.pictures()
         analysed = time.perf_counter()
         if prepared.gone:
             decision = Decision(Verdict.DEFERRED, Reason.TRANSIENT_ERROR, "row vanished")
-            return self._outcome(prepared, decision, Action.GONE, pictures, started, analysed)
+            return _Decided(prepared, decision, pictures, started, analysed, Action.GONE)
         evidence = prepared.evidence(pictures)
         decision = decide(evidence, max_attachments=self._options.max_attachments)
         if self._options.recheck_approved and decision.verdict in _RECHECK_WOULD:
             # Log, audit and the Reason written all say this row had been approved before.
             decision = replace(decision, explanation=f"re-check: {decision.explanation}")
-        action = self._act(row, decision)
-        return self._outcome(prepared, decision, action, pictures, started, analysed)
+        action = self._settled(decision)
+        return _Decided(prepared, decision, pictures, started, analysed, action)
 
-    def _act(self, row: Row, decision: Decision) -> Action:
-        """A re-check reports approved rows that now fail or are in the band; ``apply`` acts."""
+    def _settled(self, decision: Decision) -> Action | None:
+        """The action for a row needing no write (re-check: report unless ``apply``), or None."""
         if self._options.dry_run:
             return Action.DRY_RUN
         if decision.verdict is Verdict.DEFERRED:
@@ -328,50 +357,23 @@ class Sweeper:
             return Action.STILL_APPROVED
         if self._options.recheck_approved and not self._options.apply:
             return _RECHECK_WOULD[decision.verdict]
-        return self._change(row, decision)
+        return None
 
-    def _change(self, row: Row, decision: Decision) -> Action:
-        """Approve, tag for review, or reject (only if nobody touched the row meanwhile)."""
-        try:
-            if decision.verdict is Verdict.APPROVED:
-                return self._client.approve(row.id, decision.explanation)
-            if decision.verdict is Verdict.REVIEW:
-                return self._client.review(row.id, decision.explanation)
-            if not self._unchanged(row):
-                return Action.CHANGED_MEANWHILE
-            return self._client.reject(row.id, decision.explanation)
-        except RowGone:
-            return Action.GONE
-
-    def _unchanged(self, row: Row) -> bool:
-        """Deleting is irreversible: read the row again and act only if nobody touched it."""
-        current = self._client.get_row(row.id)
-        if current.status != row.status or not current.same_upload_as(row):
-            log.warning("row_changed_before_delete", row_id=row.id)
-            return False
-        return True
-
-    def _outcome(
-        self,
-        prepared: _Prepared,
-        decision: Decision,
-        action: Action,
-        pictures: list[PictureAnalysis],
-        started: float,
-        analysed: float,
-    ) -> RowOutcome:
-        now = time.perf_counter()
+    @staticmethod
+    def _outcome(row: _Decided, action: Action) -> RowOutcome:
+        """``act_s`` runs from the decision to the page's write (waiting for the page included)."""
+        now, prepared = time.perf_counter(), row.prepared
         return RowOutcome(
             row_id=prepared.row.id,
             politician=prepared.row.politician,
-            decision=decision,
+            decision=row.decision,
             action=action,
-            pictures=tuple(pictures),
+            pictures=tuple(row.pictures),
             timings={
                 "download_s": round(prepared.download_seconds, 4),
-                "analyse_wait_s": round(analysed - started, 4),
-                "analyse_s": round(sum(p.seconds for p in pictures), 4),
-                "act_s": round(now - analysed, 4),
+                "analyse_wait_s": round(row.analysed - row.started, 4),
+                "analyse_s": round(sum(p.seconds for p in row.pictures), 4),
+                "act_s": round(now - row.analysed, 4),
             },
         )
 

@@ -24,6 +24,7 @@ from prometheus_client.exposition import generate_latest
 
 from nocodb_guard.errors import GuardError
 from nocodb_guard.models import Reason, RowOutcome, Verdict
+from nocodb_guard.nocodb.pacing import PacingTotals
 from nocodb_guard.service.httpd import stop_serving
 
 if TYPE_CHECKING:
@@ -88,6 +89,8 @@ class MetricsSink(Protocol):
     def observe_error(self, kind: str) -> None: ...
 
     def record_nocodb_error(self, kind: str) -> None: ...
+
+    def observe_pacing(self, pacing: PacingTotals) -> None: ...
 
     def observe_sweep(self, seconds: float, rows: int | None = None, ok: bool = True) -> None: ...
 
@@ -155,7 +158,19 @@ class Metrics:
         )
         self.pending_rows = Gauge(
             "pending_rows",
-            "Pending rows seen by the last sweep (the moderation queue depth).",
+            "Rows waiting for moderation, counted at the start of the last sweep.",
+            namespace=NAMESPACE,
+            registry=self.registry,
+        )
+        self.paced_seconds = Counter(
+            "paced_seconds",
+            "Seconds NocoDB requests waited for the client-side rate limit or a server hold.",
+            namespace=NAMESPACE,
+            registry=self.registry,
+        )
+        self.rate_limit_holds = Counter(
+            "rate_limit_holds",
+            "Times NocoDB said to wait (X-RateLimit-Remaining 0, or a 429's Retry-After).",
             namespace=NAMESPACE,
             registry=self.registry,
         )
@@ -187,8 +202,13 @@ class Metrics:
         if kind is not None:
             self.record_nocodb_error(kind)
 
+    def observe_pacing(self, pacing: PacingTotals) -> None:
+        """What the rate limiter cost during one pass."""
+        self.paced_seconds.inc(max(0.0, pacing.paced_seconds))
+        self.rate_limit_holds.inc(max(0, pacing.holds))
+
     def observe_sweep(self, seconds: float, rows: int | None = None, ok: bool = True) -> None:
-        """A finished sweep; ``rows``, when given, is the pending rows it saw."""
+        """A finished sweep; ``rows``, when given, is the queue depth counted at its start."""
         self.sweep_duration.observe(max(0.0, seconds))
         self.sweeps.labels(outcome="ok" if ok else "failed").inc()
         if rows is not None:
@@ -255,6 +275,9 @@ class NullMetrics:
         """Nothing to record."""
 
     def observe_request(self, operation: str, outcome: str, seconds: float) -> None:
+        """Nothing to record."""
+
+    def observe_pacing(self, pacing: PacingTotals) -> None:
         """Nothing to record."""
 
     def observe_sweep(self, seconds: float, rows: int | None = None, ok: bool = True) -> None:

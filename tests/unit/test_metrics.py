@@ -10,6 +10,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from nocodb_guard.models import Action, Decision, Reason, RowOutcome, Verdict
+from nocodb_guard.nocodb.pacing import PacingTotals
 from nocodb_guard.service.metrics import (
     NOCODB_ERROR_KINDS,
     Metrics,
@@ -68,6 +69,14 @@ def test_a_sweep_is_timed_and_marks_the_last_success() -> None:
     assert sample(metrics, "nocodb_guard_sweeps_total", outcome="ok") == 1
     assert (sample(metrics, "nocodb_guard_last_success_timestamp_seconds") or 0) > 1e9
     assert sample(metrics, "nocodb_guard_pending_rows") == 7
+
+
+def test_pacing_is_counted_in_seconds_and_server_holds() -> None:
+    metrics = Metrics()
+    metrics.observe_pacing(PacingTotals(paced_seconds=2.5, holds=0))
+    metrics.observe_pacing(PacingTotals(paced_seconds=30.0, holds=1))
+    assert sample(metrics, "nocodb_guard_paced_seconds_total") == 32.5
+    assert sample(metrics, "nocodb_guard_rate_limit_holds_total") == 1
 
 
 def test_a_sweep_that_raises_counts_as_failed_and_is_not_a_success() -> None:
