@@ -8,8 +8,9 @@ misconfiguration that stops the service: :class:`ReferenceSetError` names the fi
 Encoding a reference costs a detection and an encoding (0.3-1 s each), plus loading the
 dlib models (about 1-2 s), so encodings are cached on disk in
 ``<state_dir>/reference-cache/``, one ``.npy`` file per photo, keyed by the sha256 of the
-photo's bytes and by :meth:`PipelineConfig.cache_key` (model, upsample, max_side,
-jitters). A restart with unchanged references loads them without loading dlib at all.
+photo's bytes and by :meth:`PipelineConfig.cache_key` (every pipeline setting, and the
+versions and model files of face_recognition and dlib). A restart with unchanged
+references loads them without loading dlib at all.
 Only politicians' encodings are ever cached: they are public faces chosen by the operator;
 an uploader's encoding never reaches this module.
 """
