@@ -15,9 +15,9 @@ import pytest
 from PIL import Image
 
 from nocodb_guard.errors import ReferenceSetError
+from nocodb_guard.faces import see
 from nocodb_guard.faces.engine import DlibFaceEngine, FaceEngine
 from nocodb_guard.faces.references import ReferenceStore
-from nocodb_guard.faces import see
 from nocodb_guard.faces.see import PipelineConfig
 from nocodb_guard.settings import Politician, Settings
 
