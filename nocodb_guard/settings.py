@@ -141,8 +141,8 @@ class Settings(BaseSettings):
     """face_recognition's documented best for its 128-d encodings; lower is stricter."""
     review_band: ReviewBand | None = None
     """Off by default. ``[low, high]`` around the tolerance: a distance inside it is neither
-    approved nor deleted; the row is tagged ``status_review`` for an admin (``evaluate``
-    suggests a band from labelled photos). Per politician too, like ``tolerance``."""
+    approved nor deleted; the row is tagged ``status_review`` for an admin. Per politician
+    too, like ``tolerance``."""
 
     # --- image and face pipeline ---------------------------------------------------------
     max_pixels: int = Field(default=120_000_000, ge=10_000)
