@@ -266,6 +266,24 @@ class NocoDBClient:
             self._approve_or_gone,
         )
 
+    def review_many(self, writes: Sequence[RowWrite]) -> dict[int, Action]:
+        """Tag every row for an admin (review band) with one ``PATCH``; see :meth:`_bulk`.
+
+        A tagged row is no longer pending (the listing wants a blank status), so it is not
+        judged again on every pass: it waits for the admin.
+        """
+        status = self._settings.status_review
+        return self._bulk(
+            writes, lambda: self._patch(writes, status), Action.TAGGED_REVIEW, self._review_or_gone
+        )
+
+    def _review_or_gone(self, row_id: int, reason_text: str) -> Action:
+        try:
+            self._patch([RowWrite(row_id, reason_text)], self._settings.status_review)
+        except RowGone:
+            return Action.GONE
+        return Action.TAGGED_REVIEW
+
     def reject_many(self, writes: Sequence[RowWrite]) -> dict[int, Action]:
         """Delete (or tag) every row with one request of the list; see :meth:`_bulk`."""
         return self._bulk(writes, lambda: self._reject(writes), self._rejected, self.reject)

@@ -79,6 +79,8 @@ def check_schema(schema: TableSchema, settings: Settings) -> list[str]:
         needed = [("status_approved", s.status_approved)]
         if s.reject_action == "tag":
             needed.append(("status_rejected", s.status_rejected))
+        if s.uses_review():
+            needed.append(("status_review", s.status_review))
         have = schema.options.get(s.field_status, ())
         problems.extend(
             f"field {s.field_status!r} has no option {value!r} ({setting}); options: "
