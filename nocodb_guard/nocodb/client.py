@@ -39,12 +39,7 @@ from nocodb_guard.nocodb.records import (
     parse_attachments,
     parse_row,
 )
-from nocodb_guard.nocodb.schema import (
-    TableSchema,
-    check_field_names,
-    parse_schema,
-    politician_options,
-)
+from nocodb_guard.nocodb.schema import TableSchema, check_field_names, parse_schema
 from nocodb_guard.nocodb.transport import RequestObserver, Transport
 from nocodb_guard.nocodb.views import View, ViewKind, column_id, parse_views, shows_only
 from nocodb_guard.settings import Settings
@@ -250,21 +245,13 @@ class NocoDBClient:
         return Action.APPROVED
 
     def reject(self, row_id: int, reason_text: str) -> Action:
-        """Delete the row, or tag it rejected (``reject_action = "tag"``); a row already gone
-        is done (``ALREADY_GONE``): it is not shown, and a retried DELETE must not fail."""
-        try:
-            return self._reject([RowWrite(row_id, reason_text)])
-        except RowGone:
-            return Action.ALREADY_GONE
+        """One row of :meth:`reject_many` (a row already gone is ``ALREADY_GONE``)."""
+        return self.reject_many([RowWrite(row_id, reason_text)])[row_id]
 
     def approve_many(self, writes: Sequence[RowWrite]) -> dict[int, Action]:
         """Tag every row approved with one ``PATCH`` of the list; see :meth:`_bulk`."""
-        return self._bulk(
-            writes,
-            lambda: self._patch(writes, self._settings.status_approved),
-            Action.APPROVED,
-            self._approve_or_gone,
-        )
+        status = self._settings.status_approved
+        return self._bulk(writes, lambda some: self._patch(some, status), Action.APPROVED)
 
     def review_many(self, writes: Sequence[RowWrite]) -> dict[int, Action]:
         """Tag every row for an admin (review band) with one ``PATCH``; see :meth:`_bulk`.
@@ -273,44 +260,29 @@ class NocoDBClient:
         judged again on every pass: it waits for the admin.
         """
         status = self._settings.status_review
-        return self._bulk(
-            writes, lambda: self._patch(writes, status), Action.TAGGED_REVIEW, self._review_or_gone
-        )
-
-    def _review_or_gone(self, row_id: int, reason_text: str) -> Action:
-        try:
-            self._patch([RowWrite(row_id, reason_text)], self._settings.status_review)
-        except RowGone:
-            return Action.GONE
-        return Action.TAGGED_REVIEW
+        return self._bulk(writes, lambda some: self._patch(some, status), Action.TAGGED_REVIEW)
 
     def reject_many(self, writes: Sequence[RowWrite]) -> dict[int, Action]:
         """Delete (or tag) every row with one request of the list; see :meth:`_bulk`."""
-        return self._bulk(writes, lambda: self._reject(writes), self._rejected, self.reject)
+        return self._bulk(writes, self._reject, self._rejected, gone=Action.ALREADY_GONE)
 
     def _bulk(
         self,
         writes: Sequence[RowWrite],
-        send: Callable[[], object],
+        send: Callable[[Sequence[RowWrite]], object],
         done: Action,
-        one: Callable[[int, str], Action],
+        gone: Action = Action.GONE,
     ) -> dict[int, Action]:
         """One request for the list; row by row if NocoDB refused it for a missing row
         (0.301.3, measured: a 404 ``ERR_RECORD_NOT_FOUND`` for the list, nothing written)."""
         if not writes:
             return {}
         try:
-            send()
+            send(writes)
         except RowGone:
             log.info("nocodb.bulk_row_missing", rows=len(writes))
-            return {write.row_id: one(write.row_id, write.reason_text) for write in writes}
+            return {write.row_id: _send_one(send, write, done, gone) for write in writes}
         return {write.row_id: done for write in writes}
-
-    def _approve_or_gone(self, row_id: int, reason_text: str) -> Action:
-        try:
-            return self.approve(row_id, reason_text)
-        except RowGone:
-            return Action.GONE
 
     @property
     def _rejected(self) -> Action:
@@ -392,10 +364,6 @@ class NocoDBClient:
             raise NocoDBRequestError(f"GET {path}: answer has no 'columns'")
         return parse_schema(self._table, data)
 
-    def politician_options(self) -> list[str]:
-        """The politician select's options, read from NocoDB."""
-        return politician_options(self.table_schema(), self._settings.field_politician)
-
     def ping(self) -> float:
         """One cheap authenticated call, no retries; returns its duration in seconds.
 
@@ -405,6 +373,17 @@ class NocoDBClient:
         params = {"limit": "1", "fields": ID_FIELD}
         self._transport.request("GET", self._records_path, "ping", params=params, retry=False)
         return time.monotonic() - started
+
+
+def _send_one(
+    send: Callable[[Sequence[RowWrite]], object], write: RowWrite, done: Action, gone: Action
+) -> Action:
+    """One row of a refused bulk write: ``gone`` when that row is the missing one."""
+    try:
+        send([write])
+    except RowGone:
+        return gone
+    return done
 
 
 def _where_value(value: str) -> str:

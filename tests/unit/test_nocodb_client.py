@@ -507,7 +507,6 @@ def test_the_schema_is_read_and_a_good_table_has_no_problems(
     assert schema.columns["Photo"] == "Attachment"
     assert politician_options(schema, "Politician") == ["Jane Doe", "John Roe"]
     assert check_schema(schema, make_settings("http://127.0.0.1:9", reject_action="tag")) == []
-    assert client.politician_options() == ["Jane Doe", "John Roe"]
 
 
 def test_schema_problems_are_listed_in_plain_words() -> None:
