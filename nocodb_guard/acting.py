@@ -9,7 +9,8 @@ three requests in all, whatever its size:
    (``CHANGED_MEANWHILE``), approvals included, exactly the check made row by row before;
 2. one bulk ``DELETE`` (or tag) of the rejected rows, right after the re-read: the
    irreversible write comes first, so that the gap between check and delete stays one request;
-3. one bulk ``PATCH`` of the approved rows.
+3. one bulk ``PATCH`` of the approved rows (and one of the rows tagged for review, when a
+   review band sent some there).
 
 The trade-off: a decided row waits for its page before it is written (at most
 ``act_batch`` rows, or the end of the pass), and a crash in between leaves it pending for
@@ -37,6 +38,8 @@ class BulkClient(Protocol):
     def approve_many(self, writes: Sequence[RowWrite]) -> dict[int, Action]: ...
 
     def reject_many(self, writes: Sequence[RowWrite]) -> dict[int, Action]: ...
+
+    def review_many(self, writes: Sequence[RowWrite]) -> dict[int, Action]: ...
 
 
 class Purger(Protocol):
@@ -69,7 +72,7 @@ class Acted:
 
 @dataclass(frozen=True)
 class Intent:
-    """A decided row to write: ``decision`` is APPROVED (tag it) or REJECTED (delete it)."""
+    """A decided row to write: APPROVED (tag it), REVIEW (tag it for an admin) or REJECTED."""
 
     row: Row
     decision: Decision
@@ -87,8 +90,7 @@ def act_on_page(
         return {}
     current = client.get_rows([intent.row.id for intent in intents])
     actions: dict[int, Action] = {}
-    approvals: list[RowWrite] = []
-    rejections: list[RowWrite] = []
+    writes: dict[Verdict, list[RowWrite]] = {verdict: [] for verdict in Verdict}
     for intent in intents:
         row = intent.row
         now = current.get(row.id)
@@ -98,15 +100,14 @@ def act_on_page(
             log.warning("row_changed_before_act", row_id=row.id)
             actions[row.id] = Action.CHANGED_MEANWHILE
         else:
-            write = RowWrite(row.id, intent.decision.explanation)
-            is_approval = intent.decision.verdict is Verdict.APPROVED
-            (approvals if is_approval else rejections).append(write)
-    rejecting = {write.row_id for write in rejections}
+            writes[intent.decision.verdict].append(RowWrite(row.id, intent.decision.explanation))
+    rejecting = {write.row_id for write in writes[Verdict.REJECTED]}
     rejected = [intent.row for intent in intents if intent.row.id in rejecting]
     if purger is not None:
         purger.seen([intent.row for intent in intents])
         purger.remember(rejected)
-    actions.update(client.reject_many(rejections))  # nothing is sent for an empty list
-    actions.update(client.approve_many(approvals))
+    actions.update(client.reject_many(writes[Verdict.REJECTED]))  # nothing sent for an empty list
+    actions.update(client.approve_many(writes[Verdict.APPROVED]))
+    actions.update(client.review_many(writes[Verdict.REVIEW]))
     purged = purger.after_delete(rejected, actions) if purger is not None else {}
     return {row_id: Acted(action, purged.get(row_id)) for row_id, action in actions.items()}

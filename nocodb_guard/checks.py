@@ -168,7 +168,8 @@ def _default_labels(settings: Settings) -> list[str]:
     try:
         with NocoDBClient(settings) as client:
             client.ping()
-            return labels_to_check(settings, client.politician_options())
+            schema = client.table_schema()
+            return labels_to_check(settings, politician_options(schema, settings.field_politician))
     except (NocoDBUnavailable, Stop) as exc:
         log.warning("references_without_nocodb", error=str(exc))
         return _known_labels(settings)

@@ -8,7 +8,8 @@ Exit codes (stable, documented in the README):
       history: some decision matched)
 1     some rows deferred / health failing / check found problems /
       ``sweep --recheck-approved`` (without ``--apply``): some approved row would now be
-      rejected / evaluate: false approvals or rejections / history: nothing matched
+      rejected or sent to review / evaluate: false approvals or rejections /
+      history: nothing matched
 2     bad settings, bad references or a broken face stack
 3     NocoDB unreachable or the token / table refused
 4     another sweep is already running on this host
@@ -30,7 +31,7 @@ import structlog
 
 from nocodb_guard import __version__
 from nocodb_guard.errors import ConfigError, GuardError, NocoDBUnavailable, Stop
-from nocodb_guard.models import Action
+from nocodb_guard.models import Action, Verdict
 from nocodb_guard.settings import Settings, load_settings
 
 EXIT_OK, EXIT_DEFERRED, EXIT_CONFIG, EXIT_NOCODB, EXIT_LOCKED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
@@ -113,7 +114,7 @@ def _add_trust_commands(sub: Subparsers[argparse.ArgumentParser]) -> None:
     history = sub.add_parser("history", help="why was a row decided as it was")
     history.add_argument("--row", type=int)
     history.add_argument("--since", help="ISO date/time or a duration like 2h, 3d")
-    history.add_argument("--verdict", choices=["approved", "rejected", "deferred"])
+    history.add_argument("--verdict", choices=[v.value for v in Verdict])
     history.add_argument("--json", action="store_true")
 
 
@@ -275,9 +276,10 @@ def cmd_sweep(args: argparse.Namespace, settings: Settings) -> int:
         print(summary_text(result.summary()))
     if result.error:
         return EXIT_NOCODB
-    # A re-check that only reports exits 1 when an approved row would now be rejected:
-    # a cron job or a monitor can alert on it before anyone runs it with --apply.
-    would_change = any(o.action is Action.WOULD_REJECT for o in result.outcomes)
+    # A re-check that only reports exits 1 when an approved row would now be rejected or
+    # sent to review: a cron job or a monitor can alert on it before anyone runs --apply.
+    would = (Action.WOULD_REJECT, Action.WOULD_REVIEW)
+    would_change = any(o.action in would for o in result.outcomes)
     return EXIT_DEFERRED if result.deferred or result.stopped_early or would_change else EXIT_OK
 
 

@@ -42,6 +42,7 @@ class SweepResult:
             "approved": verdicts.get("approved", 0),
             "rejected": verdicts.get("rejected", 0),
             "deferred": verdicts.get("deferred", 0),
+            "review": verdicts.get("review", 0),
             "rejected_by_reason": dict(rejected),
             "deferred_by_reason": dict(deferred),
             "seconds": round(self.seconds, 3),
@@ -53,7 +54,7 @@ class SweepResult:
         """One short line for systemd's STATUS= and the console."""
         s = self.summary()
         text = f"{s['rows']} rows: {s['approved']} approved, {s['rejected']} rejected, "
-        text += f"{s['deferred']} deferred in {s['seconds']:.1f}s"
+        text += f"{s['deferred']} deferred, {s['review']} for review in {s['seconds']:.1f}s"
         return text + (f" ({self.error})" if self.error else "")
 
 
@@ -136,8 +137,8 @@ def table(outcomes: Iterable[RowOutcome]) -> str:
 def summary_text(summary: dict[str, Any]) -> str:
     parts = [
         f"{summary['rows']} rows: {summary['approved']} approved, "
-        f"{summary['rejected']} rejected, {summary['deferred']} deferred "
-        f"({summary['seconds']:.1f}s)"
+        f"{summary['rejected']} rejected, {summary['deferred']} deferred, "
+        f"{summary['review']} for review ({summary['seconds']:.1f}s)"
     ]
     for key in ("rejected_by_reason", "deferred_by_reason"):
         if summary[key]:

@@ -22,7 +22,15 @@ import unicodedata
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -37,6 +45,19 @@ TOKEN_FILE_NAMES = ("nocodb_token", "NOCODB_GUARD_NOCODB_TOKEN")
 DEFAULT_SECRET_DIRS = (Path("/run/secrets"),)
 
 
+ReviewBand = tuple[
+    Annotated[float, Field(ge=0.0, le=1.5)], Annotated[float, Field(ge=0.0, le=1.5)]
+]
+"""``[low, high]``: distances in it are neither approved nor deleted but tagged for review."""
+
+
+def check_band(band: ReviewBand | None) -> ReviewBand | None:
+    """A band must have some width: ``low < high``."""
+    if band is not None and not band[0] < band[1]:
+        raise ValueError(f"review_band {list(band)}: low must be below high")
+    return band
+
+
 class Politician(BaseModel):
     """One option of the form's select field and where its reference photos live."""
 
@@ -46,6 +67,13 @@ class Politician(BaseModel):
     """Folder under ``reference_dir``; default: the slugified label (``Jane Doe``: ``jane_doe``)."""
     tolerance: float | None = Field(default=None, gt=0.0, le=1.5)
     """Per-politician distance tolerance; default: the global ``tolerance``."""
+    review_band: ReviewBand | None = None
+    """Per-politician review band; default: the global ``review_band``."""
+
+    @field_validator("review_band")
+    @classmethod
+    def _ordered(cls, band: ReviewBand | None) -> ReviewBand | None:
+        return check_band(band)
 
 
 def slugify(label: str) -> str:
@@ -78,6 +106,8 @@ class Settings(BaseSettings):
     """Long-text field that receives the plain-words explanation; empty string to disable."""
     status_approved: str = "approved"
     status_rejected: str = "rejected"
+    status_review: str = "review"
+    """Status given to rows whose distance lies in ``review_band`` (only when a band is set)."""
     reject_action: Literal["delete", "tag"] = "delete"
     """``delete`` removes rejected rows; ``tag`` sets ``status_rejected`` for human review."""
     page_size: int = Field(default=100, ge=1, le=1000)
@@ -121,6 +151,10 @@ class Settings(BaseSettings):
     """Form option label -> folder/tolerance. Options not listed use the slugified label."""
     tolerance: float = Field(default=0.6, gt=0.0, le=1.5)
     """face_recognition's documented best for its 128-d encodings; lower is stricter."""
+    review_band: ReviewBand | None = None
+    """Off by default. ``[low, high]`` around the tolerance: a distance inside it is neither
+    approved nor deleted; the row is tagged ``status_review`` for an admin. Per politician
+    too, like ``tolerance``."""
 
     # --- image and face pipeline ---------------------------------------------------------
     max_pixels: int = Field(default=120_000_000, ge=10_000)
@@ -184,6 +218,24 @@ class Settings(BaseSettings):
             return tuple(h for h in hosts if h != "")
         return value
 
+    @field_validator("review_band")
+    @classmethod
+    def _band_ordered(cls, band: ReviewBand | None) -> ReviewBand | None:
+        return check_band(band)
+
+    @model_validator(mode="after")
+    def _bands_around_tolerances(self) -> Settings:
+        """A band that does not contain its tolerance would approve or delete inside it."""
+        for label in ("", *self.politicians):
+            band = self.review_band_for(label) if label else self.review_band
+            tolerance = self.tolerance_for(label) if label else self.tolerance
+            if band is not None and not band[0] <= tolerance <= band[1]:
+                where = f"politician {label!r}" if label else "global"
+                raise ValueError(
+                    f"review_band {list(band)} ({where}) must contain the tolerance {tolerance}"
+                )
+        return self
+
     # --- derived -------------------------------------------------------------------------------
     def politician(self, label: str) -> Politician:
         """Configuration for a form option, filling in the defaults."""
@@ -191,6 +243,7 @@ class Settings(BaseSettings):
         return Politician(
             folder=configured.folder or slugify(label),
             tolerance=configured.tolerance or self.tolerance,
+            review_band=configured.review_band or self.review_band,
         )
 
     def reference_folder(self, label: str) -> Path:
@@ -202,6 +255,15 @@ class Settings(BaseSettings):
         tolerance = self.politician(label).tolerance
         assert tolerance is not None
         return tolerance
+
+    def review_band_for(self, label: str) -> ReviewBand | None:
+        return self.politician(label).review_band
+
+    def uses_review(self) -> bool:
+        """Whether any politician can get a ``review`` verdict (``check`` then needs the option)."""
+        return self.review_band is not None or any(
+            p.review_band is not None for p in self.politicians.values()
+        )
 
     def token(self) -> str:
         """The API token, for the one place that puts it in a header."""
@@ -310,6 +372,9 @@ def format_validation_error(exc: ValidationError) -> str:
     """One line per bad setting, naming it the way an operator would set it."""
     lines = []
     for error in exc.errors():
-        name = ".".join(str(part) for part in error["loc"]) or "settings"
+        if not error["loc"]:  # a rule across settings (review_band vs tolerance)
+            lines.append(error["msg"].removeprefix("Value error, "))
+            continue
+        name = ".".join(str(part) for part in error["loc"])
         lines.append(f"{name} ({ENV_PREFIX}{str(error['loc'][0]).upper()}): {error['msg']}")
     return "invalid settings: " + "; ".join(lines)

@@ -50,6 +50,7 @@ from nocodb_guard.policy import RowEvidence, decide
 from nocodb_guard.report import SweepResult
 
 log = structlog.get_logger("nocodb_guard.sweep")
+_RECHECK_WOULD = {Verdict.REJECTED: Action.WOULD_REJECT, Verdict.REVIEW: Action.WOULD_REVIEW}
 
 
 class Client(BulkClient, Protocol):
@@ -128,6 +129,7 @@ class _Prepared:
         return RowEvidence(
             politician=self.row.politician,
             tolerance=None if self.references is None else self.references.tolerance,
+            review_band=None if self.references is None else self.references.review_band,
             attachment_count=len(self.row.attachments),
             pictures=tuple(pictures),
             failure=None if deferral is None else deferral.reason,
@@ -299,7 +301,7 @@ class Sweeper:
             return _Decided(prepared, decision, pictures, started, analysed, Action.GONE)
         evidence = prepared.evidence(pictures)
         decision = decide(evidence, max_attachments=self._options.max_attachments)
-        if self._options.recheck_approved and decision.verdict is Verdict.REJECTED:
+        if self._options.recheck_approved and decision.verdict in _RECHECK_WOULD:
             # Log, audit and the Reason written all say this row had been approved before.
             decision = replace(decision, explanation=f"re-check: {decision.explanation}")
         action = self._settled(decision)
@@ -314,7 +316,7 @@ class Sweeper:
         if self._options.recheck_approved and decision.verdict is Verdict.APPROVED:
             return Action.STILL_APPROVED
         if self._options.recheck_approved and not self._options.apply:
-            return Action.WOULD_REJECT
+            return _RECHECK_WOULD[decision.verdict]
         return None
 
     @staticmethod

@@ -8,8 +8,9 @@ misconfiguration that stops the service: :class:`ReferenceSetError` names the fi
 Encoding a reference costs a detection and an encoding (0.3-1 s each), plus loading the
 dlib models (about 1-2 s), so encodings are cached on disk in
 ``<state_dir>/reference-cache/``, one ``.npy`` file per photo, keyed by the sha256 of the
-photo's bytes and by :meth:`PipelineConfig.cache_key` (model, upsample, max_side,
-jitters). A restart with unchanged references loads them without loading dlib at all.
+photo's bytes and by :meth:`PipelineConfig.cache_key` (every pipeline setting, and the
+versions and model files of face_recognition and dlib). A restart with unchanged
+references loads them without loading dlib at all.
 Only politicians' encodings are ever cached: they are public faces chosen by the operator;
 an uploader's encoding never reaches this module.
 """
@@ -57,6 +58,8 @@ class ReferenceSet:
     files: tuple[str, ...]
     encodings: npt.NDArray[np.float64]
     tolerance: float
+    review_band: tuple[float, float] | None = None
+    """Distances in ``[low, high]`` go to an admin (``review``); None: no band."""
 
 
 @dataclass(frozen=True)
@@ -121,9 +124,11 @@ class ReferenceStore:
         config: PipelineConfig,
         cache_dir: Path | None,
         engine_factory: EngineFactory | None = None,
+        review_band_for: Callable[[str], tuple[float, float] | None] = lambda _label: None,
     ) -> None:
         self._folder_for = folder_for
         self._tolerance_for = tolerance_for
+        self._review_band_for = review_band_for
         self._config = config
         self._cache_dir = cache_dir
         self._engine = LazyEngine(engine_factory or functools.partial(make_engine, config))
@@ -145,6 +150,7 @@ class ReferenceStore:
             config=config or PipelineConfig.from_settings(settings),
             cache_dir=settings.state_dir / "reference-cache",
             engine_factory=engine_factory,
+            review_band_for=settings.review_band_for,
         )
 
     @property
@@ -218,6 +224,7 @@ class ReferenceStore:
             files=tuple(names),
             encodings=np.stack(encodings),
             tolerance=self._tolerance_for(label),
+            review_band=self._review_band_for(label),
         )
 
     def _read_file(self, path: Path) -> _Outcome:

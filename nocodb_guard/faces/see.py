@@ -9,9 +9,13 @@ it returns: only sizes, counts and distances leave it.
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from importlib import metadata
 
 import numpy as np
 import numpy.typing as npt
@@ -48,8 +52,38 @@ class PipelineConfig:
         )
 
     def cache_key(self) -> str:
-        """What changes reference encodings: the cache is keyed by it."""
-        return f"{self.detection_model}-u{self.upsample}-s{self.max_side}-j{self.num_jitters}"
+        """Everything that changes a reference's encoding or whether it is usable at all.
+
+        Every field (``min_face_px`` and ``min_face_ratio`` decide whether a photo has one
+        face; ``max_pixels`` whether it decodes) and the face stack's identity: an upgrade of
+        face_recognition, dlib or their model files must not reuse stale encodings.
+        """
+        fields = json.dumps(
+            {**asdict(self), "library": library_identity()}, sort_keys=True, default=str
+        )
+        return hashlib.sha256(fields.encode()).hexdigest()[:16]
+
+
+@functools.cache
+def library_identity() -> tuple[tuple[str, str], ...]:
+    """Versions of the face stack and the names and sizes of its model files (no import).
+
+    Sizes, not hashes: hashing ~100 MB of models on every start would cost more than the
+    cache saves; a model file replaced in place by one of the same size and version is not
+    a case pip produces.
+    """
+    found: list[tuple[str, str]] = []
+    for package in ("face_recognition", "dlib", "face_recognition_models"):
+        try:
+            found.append((package, metadata.version(package)))
+        except metadata.PackageNotFoundError:
+            found.append((package, "absent"))
+    try:
+        files = metadata.files("face_recognition_models") or []
+    except metadata.PackageNotFoundError:
+        files = []
+    found.extend((f.name, str(f.size)) for f in files if f.name.endswith(".dat"))
+    return tuple(found)
 
 
 def make_engine(config: PipelineConfig) -> FaceEngine:

@@ -39,17 +39,12 @@ from nocodb_guard.nocodb.records import (
     parse_attachments,
     parse_row,
 )
-from nocodb_guard.nocodb.schema import TableSchema, parse_schema, politician_options
+from nocodb_guard.nocodb.schema import TableSchema, check_field_names, parse_schema
 from nocodb_guard.nocodb.transport import RequestObserver, Transport
 from nocodb_guard.nocodb.views import View, ViewKind, column_id, parse_views, shows_only
 from nocodb_guard.settings import Settings
 
 log = structlog.get_logger(__name__)
-
-#: Characters that would break NocoDB's ``where=(field,op,value)`` and ``fields=a,b`` syntax,
-#: which has no quoting for field names (spaces are fine: requests percent-encodes them).
-FORBIDDEN_FIELD_CHARS = frozenset("(),~")
-
 
 class NocoDBClient:
     """One NocoDB table through the v2 API; see the module docstring for the facts it relies on."""
@@ -63,7 +58,7 @@ class NocoDBClient:
     ) -> None:
         self._transport = Transport(settings, session, observer, sleep)
         self._table = settings.require_table()
-        _check_field_names(settings)
+        check_field_names(settings)
         self._settings = settings
 
     def __repr__(self) -> str:
@@ -131,20 +126,23 @@ class NocoDBClient:
         self, after_id: int, size: int, status: str | None = None
     ) -> tuple[list[Row], int, int | None]:
         """(parsed rows, entries NocoDB returned, highest Id seen) for one page."""
-        params = {
-            "where": self._pending_where(after_id, status),
-            "sort": ID_FIELD,
-            "limit": str(size),
-            "offset": "0",
-            "fields": self._fields_param(),
-        }
-        data = self._transport.request("GET", self._records_path, "records.list", params=params)
+        where = self._pending_where(after_id, status)
+        rows, count = self._listed(where, size, "records.list", sort=True)
+        return rows, count, max((row.id for row in rows), default=None)
+
+    def _listed(
+        self, where: str, size: int, operation: str, *, sort: bool = False
+    ) -> tuple[list[Row], int]:
+        """(parsed rows, entries NocoDB returned) of one listing request."""
+        params = {"where": where, "limit": str(size), "offset": "0", "fields": self._fields_param()}
+        if sort:
+            params["sort"] = ID_FIELD
+        data = self._transport.request("GET", self._records_path, operation, params=params)
         items = data.get("list") if isinstance(data, dict) else None
         if not isinstance(items, list):
             raise NocoDBRequestError(f"GET {self._records_path}: answer has no 'list'")
         rows = [row for row in (self._row_or_none(item) for item in items) if row is not None]
-        last_id = max((row.id for row in rows), default=None)
-        return rows, len(items), last_id
+        return rows, len(items)
 
     def _row_or_none(self, item: Any) -> Row | None:
         row = parse_row(item, self._settings)
@@ -234,26 +232,12 @@ class NocoDBClient:
 
     # --- acting ------------------------------------------------------------------------------
     def get_rows(self, row_ids: Sequence[int]) -> dict[int, Row]:
-        """The rows as they are now, in one request (``Id in ...``); a missing Id is gone.
-
-        The sweep re-reads a page of rows it is about to act on with this, instead of one
-        ``GET`` per row.
-        """
+        """The rows as they are now, in one request (``Id in ...``); a missing Id is gone."""
         if not row_ids:
             return {}
         ids = ",".join(str(int(row_id)) for row_id in row_ids)
-        params = {
-            "where": f"({ID_FIELD},in,{ids})",
-            "limit": str(len(row_ids)),
-            "offset": "0",
-            "fields": self._fields_param(),
-        }
-        data = self._transport.request("GET", self._records_path, "records.reread", params=params)
-        items = data.get("list") if isinstance(data, dict) else None
-        if not isinstance(items, list):
-            raise NocoDBRequestError(f"GET {self._records_path}: answer has no 'list'")
-        rows = (self._row_or_none(item) for item in items)
-        return {row.id: row for row in rows if row is not None}
+        rows, _ = self._listed(f"({ID_FIELD},in,{ids})", len(row_ids), "records.reread")
+        return {row.id: row for row in rows}
 
     def approve(self, row_id: int, reason_text: str) -> Action:
         """Tag the row approved (and explain why); :class:`RowGone` if it vanished."""
@@ -261,56 +245,44 @@ class NocoDBClient:
         return Action.APPROVED
 
     def reject(self, row_id: int, reason_text: str) -> Action:
-        """Delete the row, or tag it rejected (``reject_action = "tag"``).
-
-        A row that is already gone counts as done (``ALREADY_GONE``): the goal, the row not
-        being shown, holds, and a retried DELETE whose first try succeeded must not fail.
-        """
-        try:
-            return self._reject([RowWrite(row_id, reason_text)])
-        except RowGone:
-            return Action.ALREADY_GONE
+        """One row of :meth:`reject_many` (a row already gone is ``ALREADY_GONE``)."""
+        return self.reject_many([RowWrite(row_id, reason_text)])[row_id]
 
     def approve_many(self, writes: Sequence[RowWrite]) -> dict[int, Action]:
         """Tag every row approved with one ``PATCH`` of the list; see :meth:`_bulk`."""
-        return self._bulk(
-            writes,
-            lambda: self._patch(writes, self._settings.status_approved),
-            Action.APPROVED,
-            self._approve_or_gone,
-        )
+        status = self._settings.status_approved
+        return self._bulk(writes, lambda some: self._patch(some, status), Action.APPROVED)
+
+    def review_many(self, writes: Sequence[RowWrite]) -> dict[int, Action]:
+        """Tag every row for an admin (review band) with one ``PATCH``; see :meth:`_bulk`.
+
+        A tagged row is no longer pending (the listing wants a blank status), so it is not
+        judged again on every pass: it waits for the admin.
+        """
+        status = self._settings.status_review
+        return self._bulk(writes, lambda some: self._patch(some, status), Action.TAGGED_REVIEW)
 
     def reject_many(self, writes: Sequence[RowWrite]) -> dict[int, Action]:
         """Delete (or tag) every row with one request of the list; see :meth:`_bulk`."""
-        return self._bulk(writes, lambda: self._reject(writes), self._rejected, self.reject)
+        return self._bulk(writes, self._reject, self._rejected, gone=Action.ALREADY_GONE)
 
     def _bulk(
         self,
         writes: Sequence[RowWrite],
-        send: Callable[[], object],
+        send: Callable[[Sequence[RowWrite]], object],
         done: Action,
-        one: Callable[[int, str], Action],
+        gone: Action = Action.GONE,
     ) -> dict[int, Action]:
-        """One request for the list; row by row if NocoDB refused it for a missing row.
-
-        NocoDB (0.301.3, measured) answers a bulk ``PATCH``/``DELETE`` naming one missing Id
-        with 404 ``ERR_RECORD_NOT_FOUND`` and changes nothing; then each row is written alone,
-        so that the others are still acted on and the missing one is ``GONE``/``ALREADY_GONE``.
-        """
+        """One request for the list; row by row if NocoDB refused it for a missing row
+        (0.301.3, measured: a 404 ``ERR_RECORD_NOT_FOUND`` for the list, nothing written)."""
         if not writes:
             return {}
         try:
-            send()
+            send(writes)
         except RowGone:
             log.info("nocodb.bulk_row_missing", rows=len(writes))
-            return {write.row_id: one(write.row_id, write.reason_text) for write in writes}
+            return {write.row_id: _send_one(send, write, done, gone) for write in writes}
         return {write.row_id: done for write in writes}
-
-    def _approve_or_gone(self, row_id: int, reason_text: str) -> Action:
-        try:
-            return self.approve(row_id, reason_text)
-        except RowGone:
-            return Action.GONE
 
     @property
     def _rejected(self) -> Action:
@@ -392,10 +364,6 @@ class NocoDBClient:
             raise NocoDBRequestError(f"GET {path}: answer has no 'columns'")
         return parse_schema(self._table, data)
 
-    def politician_options(self) -> list[str]:
-        """The politician select's options, read from NocoDB."""
-        return politician_options(self.table_schema(), self._settings.field_politician)
-
     def ping(self) -> float:
         """One cheap authenticated call, no retries; returns its duration in seconds.
 
@@ -407,29 +375,20 @@ class NocoDBClient:
         return time.monotonic() - started
 
 
+def _send_one(
+    send: Callable[[Sequence[RowWrite]], object], write: RowWrite, done: Action, gone: Action
+) -> Action:
+    """One row of a refused bulk write: ``gone`` when that row is the missing one."""
+    try:
+        send([write])
+    except RowGone:
+        return gone
+    return done
+
+
 def _where_value(value: str) -> str:
     """A value inside NocoDB's where syntax, which has no quoting for ``( ) , ~``."""
     if any(char in value for char in "(),~"):
         raise ConfigError(f"status value {value!r} may not contain ( ) , or ~")
     return value
 
-
-def _check_field_names(settings: Settings) -> None:
-    """Refuse field names NocoDB's query syntax cannot carry (it has no quoting for them).
-
-    ``field_reason`` only ever appears as a JSON key, so any name works for it.
-    """
-    names = {
-        "field_politician": settings.field_politician,
-        "field_photo": settings.field_photo,
-        "field_status": settings.field_status,
-    }
-    for setting, name in names.items():
-        if not name.strip():
-            raise ConfigError(f"{setting}: must not be empty")
-        bad = sorted(FORBIDDEN_FIELD_CHARS.intersection(name))
-        if bad:
-            raise ConfigError(
-                f"{setting}: {name!r} contains {' '.join(bad)}, which NocoDB's where/fields "
-                "syntax cannot carry; rename the field in NocoDB"
-            )

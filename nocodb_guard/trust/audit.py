@@ -42,6 +42,7 @@ _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 #: Settings that change what a picture is decided to be; hashed by :func:`settings_version`.
 DECISION_SETTINGS = (
     "tolerance",
+    "review_band",
     "politicians",
     "max_pixels",
     "max_side",

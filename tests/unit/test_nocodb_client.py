@@ -36,7 +36,12 @@ from nocodb_guard.errors import (
 from nocodb_guard.models import Action, Attachment, RowWrite
 from nocodb_guard.nocodb.client import NocoDBClient
 from nocodb_guard.nocodb.records import parse_attachments
-from nocodb_guard.nocodb.schema import TableSchema, check_schema, politician_options
+from nocodb_guard.nocodb.schema import (
+    TableSchema,
+    check_schema,
+    parse_schema,
+    politician_options,
+)
 from nocodb_guard.nocodb.transport import USER_AGENT, parse_retry_after
 from nocodb_guard.settings import Settings
 
@@ -502,7 +507,6 @@ def test_the_schema_is_read_and_a_good_table_has_no_problems(
     assert schema.columns["Photo"] == "Attachment"
     assert politician_options(schema, "Politician") == ["Jane Doe", "John Roe"]
     assert check_schema(schema, make_settings("http://127.0.0.1:9", reject_action="tag")) == []
-    assert client.politician_options() == ["Jane Doe", "John Roe"]
 
 
 def test_schema_problems_are_listed_in_plain_words() -> None:
@@ -578,6 +582,19 @@ def test_the_token_never_reaches_logs_messages_or_rendered_tracebacks(
         )
         assert TOKEN not in json.dumps(rendered, default=str)
     assert TOKEN not in repr(client)
+
+
+def test_with_a_review_band_the_status_field_must_offer_the_review_option() -> None:
+    schema = parse_schema(TABLE, meta_table(["approved", "rejected"]))
+    plain = make_settings("http://127.0.0.1:9")
+    banded = make_settings("http://127.0.0.1:9", review_band=(0.55, 0.65))
+
+    assert check_schema(schema, plain) == []
+    assert check_schema(schema, banded) == [
+        "field 'Status' has no option 'review' (status_review); options: approved, rejected"
+    ]
+    with_option = parse_schema(TABLE, meta_table(["approved", "rejected", "review"]))
+    assert check_schema(with_option, banded) == []
 
 
 # --- acting by pages ------------------------------------------------------------------------

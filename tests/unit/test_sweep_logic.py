@@ -45,6 +45,8 @@ def picture(data: bytes, name: str) -> PictureAnalysis:
     """What the fake face stage "sees": the bytes name the content."""
     if data == b"match":
         return PictureAnalysis(name=name, faces=(FACE,), distances=(0.3,))
+    if data == b"close":
+        return PictureAnalysis(name=name, faces=(FACE,), distances=(0.62,))
     if data == b"stranger":
         return PictureAnalysis(name=name, faces=(FACE,), distances=(0.9,))
     if data == b"two":
@@ -83,6 +85,7 @@ class FakeClient:
     """Simulates an admin editing (or deleting: None) the row between listing and acting."""
     deleted: list[int] = field(default_factory=list)
     approved: dict[int, str] = field(default_factory=dict)
+    reviewed: dict[int, str] = field(default_factory=dict)
     rereads: list[list[int]] = field(default_factory=list)
     """Ids of each batched re-read, in order."""
     writes: list[tuple[str, list[int]]] = field(default_factory=list)
@@ -100,7 +103,7 @@ class FakeClient:
         return iter(pending[:limit] if limit is not None else pending)
 
     def iter_approved(self, limit: int | None = None) -> Iterator[Row]:
-        return iter(())
+        return iter([r for _, r in sorted(self.rows.items()) if r.status == "approved"][:limit])
 
     def get_rows(self, row_ids: Sequence[int]) -> dict[int, Row]:
         self.rereads.append(list(row_ids))
@@ -126,6 +129,12 @@ class FakeClient:
             self.approved[write.row_id] = write.reason_text
             self.rows[write.row_id] = replace(self.rows[write.row_id], status="approved")
         return {write.row_id: Action.APPROVED for write in writes}
+
+    def review_many(self, writes: Sequence[RowWrite]) -> dict[int, Action]:
+        for write in writes:
+            self.reviewed[write.row_id] = write.reason_text
+            self.rows[write.row_id] = replace(self.rows[write.row_id], status="review")
+        return {write.row_id: Action.TAGGED_REVIEW for write in writes}
 
     def reject_many(self, writes: Sequence[RowWrite]) -> dict[int, Action]:
         if writes:
@@ -394,3 +403,43 @@ def test_limit_caps_the_rows_of_one_pass() -> None:
 
     assert [o.row_id for o in result.outcomes] == [1, 2]
     assert 3 in client.rows
+
+
+# --- the review band ------------------------------------------------------------------------
+
+BANDED = replace(REFERENCES, review_band=(0.55, 0.65))
+
+
+def banded_sweeper(client: FakeClient, **options: object) -> Sweeper:
+    references = FakeReferences({GRACE: BANDED})
+    return Sweeper(client, references, FakeAnalyzer(), SweepOptions(**options))  # type: ignore[arg-type]
+
+
+def test_a_row_in_the_review_band_is_tagged_review_never_deleted_or_approved() -> None:
+    client = FakeClient(content={"close.jpg": b"close", "match.jpg": b"match"})
+    client.add(1, "close.jpg")
+    client.add(2, "match.jpg")
+
+    result = banded_sweeper(client).run()
+
+    close = by_id(result.outcomes)[1]
+    assert (close.decision.verdict, close.action) == (Verdict.REVIEW, Action.TAGGED_REVIEW)
+    assert "distance 0.62" in client.reviewed[1]
+    assert client.deleted == [] and list(client.approved) == [2]
+    assert result.summary()["review"] == 1
+    assert "1 for review" in result.status_line()
+
+
+def test_a_recheck_reports_an_approved_row_now_in_the_band_and_tags_it_only_with_apply() -> None:
+    client = FakeClient(content={"close.jpg": b"close"})
+    client.add(1, "close.jpg")
+    client.rows[1] = replace(client.rows[1], status="approved")
+
+    report = banded_sweeper(client, recheck_approved=True).run()
+    assert report.outcomes[0].action is Action.WOULD_REVIEW
+    assert client.rows[1].status == "approved"
+
+    applied = banded_sweeper(client, recheck_approved=True, apply=True).run()
+    assert applied.outcomes[0].action is Action.TAGGED_REVIEW
+    assert client.reviewed[1].startswith("re-check: distance 0.62")
+    assert client.deleted == []
