@@ -12,11 +12,16 @@ from typing import Literal
 
 
 class Verdict(StrEnum):
-    """What happens to a row: approved (tagged), rejected (deleted) or deferred (untouched)."""
+    """What happens to a row: approved (tagged), rejected (deleted) or deferred (untouched).
+
+    ``review`` (only with a ``review_band``): the distance is too close to the tolerance to
+    approve or delete on it; the row is tagged for an admin and never deleted.
+    """
 
     APPROVED = "approved"
     REJECTED = "rejected"
     DEFERRED = "deferred"
+    REVIEW = "review"
 
 
 class Reason(StrEnum):
@@ -35,6 +40,8 @@ class Reason(StrEnum):
     FACE_TOO_SMALL = "face_too_small"
     MULTIPLE_FACES = "multiple_faces"
     NO_MATCH = "no_match"
+    # review: tagged for an admin, neither approved nor deleted
+    NEAR_TOLERANCE = "near_tolerance"
     # deferred: the row stays untouched for a later pass
     UNKNOWN_POLITICIAN = "unknown_politician"
     URL_NOT_ALLOWED = "url_not_allowed"
@@ -66,6 +73,10 @@ class Action(StrEnum):
     """Re-check: an approved row still passes."""
     WOULD_REJECT = "would_reject"
     """Re-check without ``apply``: an approved row now fails, left as it is."""
+    TAGGED_REVIEW = "tagged_review"
+    """Tagged ``status_review`` for an admin: the distance lies in the review band."""
+    WOULD_REVIEW = "would_review"
+    """Re-check without ``apply``: an approved row now lies in the review band, left as it is."""
 
 
 @dataclass(frozen=True)
@@ -131,10 +142,6 @@ class Decision:
     distance: float | None = None
     tolerance: float | None = None
 
-    @property
-    def is_final(self) -> bool:
-        return self.verdict is not Verdict.DEFERRED
-
 
 @dataclass(frozen=True)
 class Attachment:
@@ -145,6 +152,8 @@ class Attachment:
     size: int | None = None
     path: str | None = None
     signed_path: str | None = None
+    thumbnail_links: tuple[str, ...] = ()
+    """``signedPath`` of each thumbnail: fetched anonymously to verify a purge."""
     url: str | None = None
     signed_url: str | None = None
     id: str | None = None
@@ -170,6 +179,14 @@ class Row:
 
 
 @dataclass(frozen=True)
+class RowWrite:
+    """One row to tag or delete, with the plain-words reason written to it."""
+
+    row_id: int
+    reason_text: str
+
+
+@dataclass(frozen=True)
 class RowOutcome:
     """What a sweep did with one row: logged, audited and shown in the summary."""
 
@@ -178,4 +195,6 @@ class RowOutcome:
     decision: Decision
     action: Action
     pictures: tuple[PictureAnalysis, ...] = ()
+    files_purged: int | None = None
+    """Stored files removed from NocoDB's storage with the deleted row; None: no purge ran."""
     timings: dict[str, float] = field(default_factory=dict)

@@ -10,7 +10,8 @@ Deleting is irreversible, so the order of the rules matters:
    same row could not be fetched: that verdict is drawn from a picture we did see;
 4. any other failure to see every picture (transient download error, URL not allowed)
    defers the row;
-5. only then are distances compared: every picture must match.
+5. only then are distances compared: every picture must match. With a review band, a
+   worst distance inside ``[low, high]`` is neither approved nor rejected: ``review``.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ class RowEvidence:
     failure: Reason | None = None
     """Why some picture could not be seen (``transient_error`` or ``url_not_allowed``)."""
     failure_detail: str = ""
+    review_band: tuple[float, float] | None = None
+    """The politician's review band (``[low, high]``, around the tolerance); None: no band."""
 
 
 def decide(evidence: RowEvidence, *, max_attachments: int) -> Decision:
@@ -122,6 +125,15 @@ def _match_rule(evidence: RowEvidence) -> Decision:
     worst = max(d for d in distances if d is not None)
     who = evidence.politician
     words = f"distance {worst:.2f} to {who} (tolerance {tolerance:.2f})"
+    band = evidence.review_band
+    if band is not None and band[0] <= worst <= band[1]:
+        return Decision(
+            Verdict.REVIEW,
+            Reason.NEAR_TOLERANCE,
+            f"{words}: inside the review band {band[0]:.2f}-{band[1]:.2f}, left for an admin",
+            worst,
+            tolerance,
+        )
     if worst <= tolerance:
         count = len(distances)
         prefix = "1 face," if count == 1 else f"{count} pictures, 1 face each, largest"

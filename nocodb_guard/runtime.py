@@ -17,6 +17,8 @@ from nocodb_guard.missing_files import MissingFiles
 from nocodb_guard.nocodb.client import NocoDBClient
 from nocodb_guard.nocodb.transport import RequestObserver
 from nocodb_guard.settings import Settings
+from nocodb_guard.storage.config import build_purger
+from nocodb_guard.storage.purge import Purger
 from nocodb_guard.sweep import Recorder, Sweeper, SweepOptions
 from nocodb_guard.trust.audit import AuditLog, settings_version
 
@@ -29,8 +31,11 @@ class Runtime:
     client: NocoDBClient
     references: ReferenceStore
     analyzer: Analyzer
-    audit: AuditLog | None
+    purger: Purger | None = None
+    """Removes deleted rows' files from NocoDB's storage; None when not configured."""
     recorders: list[Recorder] = field(default_factory=list)
+    journal: AuditLog | None = None
+    """Where a decision is written before the row is changed (None: no audit)."""
     missing: MissingFiles | None = None
     """Rows whose file NocoDB does not have (None: a dry run keeps no memory)."""
 
@@ -49,6 +54,7 @@ class Runtime:
             apply=apply,
             max_attachments=self.settings.max_attachments,
             prefetch=max(2, 2 * max(self.settings.workers, 1)),
+            act_batch=self.settings.act_batch,
         )
         return Sweeper(
             self.client,
@@ -56,13 +62,17 @@ class Runtime:
             self.analyzer,
             options,
             recorders=tuple(self.recorders),
-            journal=self.audit,
+            journal=self.journal,
             missing=None if dry_run or recheck_approved else self.missing,
+            # A pass that changes nothing in NocoDB changes nothing in its storage either.
+            purger=None if dry_run or (recheck_approved and not apply) else self.purger,
         )
 
     def close(self) -> None:
         self.analyzer.close()
         self.client.close()
+        if self.purger is not None:
+            self.purger.close()
 
 
 def build_runtime(
@@ -80,7 +90,7 @@ def build_runtime(
     """
     config = PipelineConfig.from_settings(settings)
     client = NocoDBClient(settings, observer=observer, sleep=sleep)
-    references = ReferenceStore.from_settings(settings)
+    references = ReferenceStore.from_settings(settings, config=config)
     audit_log = (
         AuditLog(
             settings.state_dir,
@@ -96,8 +106,9 @@ def build_runtime(
         client=client,
         references=references,
         analyzer=make_analyzer(config, settings.workers),
-        audit=audit_log,
+        journal=audit_log,
         missing=MissingFiles(settings.state_dir) if audit and not dry_run else None,
+        purger=build_purger(settings, client),
     )
     if audit_log is not None:
         runtime.recorders.append(audit_log)

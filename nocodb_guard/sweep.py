@@ -6,9 +6,11 @@ Pipelining: while the main thread decides and acts on row *n*, a small thread po
 already downloading the next rows and handing their pictures to the face workers. The
 window of rows in flight is bounded, so memory stays flat however long the backlog is.
 
+Decided rows are written by pages (:mod:`nocodb_guard.acting`): three requests a page.
+
 Safety: one bad row never stops the pass; a transient failure defers the row untouched;
-before a row is deleted or approved it is read again, and left alone if an admin changed
-it meanwhile.
+before a row is written it is read again, and left alone if an admin changed it meanwhile;
+the page's decisions are in the audit trail (intent) before the page is written.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Protocol
 
 import structlog
 
+from nocodb_guard.acting import Acted, BulkClient, Intent, Purger, act_on_page
 from nocodb_guard.errors import (
     DownloadFailed,
     DownloadTooLarge,
@@ -48,30 +51,25 @@ from nocodb_guard.models import (
     Verdict,
 )
 from nocodb_guard.policy import decide
-from nocodb_guard.sweep_result import SweepResult
-from nocodb_guard.sweep_row import Deferral, Prepared, Slot
+from nocodb_guard.report import SweepResult
+from nocodb_guard.sweep_row import Decided, Deferral, Prepared, Slot
 
 log = structlog.get_logger("nocodb_guard.sweep")
+_RECHECK_WOULD = {Verdict.REJECTED: Action.WOULD_REJECT, Verdict.REVIEW: Action.WOULD_REVIEW}
 
 UNRECORDED = "the audit trail cannot be written: nothing done; left for a later pass"
 NO_SUCH_FILE = ("picture {place}: NocoDB has no such file (a freshly signed link answered 404 "
                 "on passes an hour apart, while other files downloaded)")
 
 
-class Client(Protocol):
+class Client(BulkClient, Protocol):
     """The part of :class:`nocodb_guard.nocodb.client.NocoDBClient` a sweep uses."""
 
     def iter_pending(self, limit: int | None = None) -> Iterator[Row]: ...
 
     def iter_approved(self, limit: int | None = None) -> Iterator[Row]: ...
 
-    def get_row(self, row_id: int) -> Row: ...
-
     def download(self, attachment: Attachment, row_id: int) -> bytes: ...
-
-    def approve(self, row_id: int, reason_text: str) -> Action: ...
-
-    def reject(self, row_id: int, reason_text: str) -> Action: ...
 
 
 class References(Protocol):
@@ -98,6 +96,8 @@ class SweepOptions:
     prefetch: int = 4
     """Rows downloaded and analysed ahead of the one being acted on."""
     download_threads: int = 4
+    act_batch: int = 25
+    """Decided rows written together: one re-read, one bulk delete, one bulk update."""
     recheck_approved: bool = False
     """Re-evaluate rows already approved instead of pending ones (references changed?)."""
     apply: bool = False
@@ -116,6 +116,7 @@ class Sweeper:
         recorders: tuple[Recorder, ...] = (),
         journal: Journal | None = None,
         missing: MissingFiles | None = None,
+        purger: Purger | None = None,
     ) -> None:
         self._journal = journal
         self._missing = missing
@@ -126,6 +127,7 @@ class Sweeper:
         self._analyzer = analyzer
         self._options = options
         self._recorders = recorders
+        self._purger = purger
 
     def run(
         self,
@@ -135,11 +137,14 @@ class Sweeper:
         """One pass. Raises only what stops everything (auth, schema); see module doc."""
         started = time.perf_counter()
         result = SweepResult()
+        if self._purger is not None:
+            self._purger.retry()
         if self._options.recheck_approved:
             rows = self._client.iter_approved(limit=self._options.limit)
         else:
             rows = self._client.iter_pending(limit=self._options.limit)
         window: deque[Future[Prepared]] = deque()
+        page: list[Decided] = []
         with ThreadPoolExecutor(
             max_workers=self._options.download_threads, thread_name_prefix="download"
         ) as pool:
@@ -149,10 +154,11 @@ class Sweeper:
                     if should_stop():
                         result.stopped_early = True
                         break
-                    outcome = self._next_outcome(window.popleft())
+                    page.append(self._next_decided(window.popleft()))
                     self._fill(window, rows, pool)
-                    result.outcomes.append(outcome)
-                    self._report(outcome, on_outcome)
+                    if len(page) >= self._options.act_batch or not window:
+                        self._flush(page, result, on_outcome)
+                self._flush(page, result, on_outcome)  # a stop still writes what is decided
             except NocoDBUnavailable as exc:
                 result.error = str(exc)
                 log.warning("sweep_interrupted", error=str(exc))
@@ -164,7 +170,7 @@ class Sweeper:
         log.info("sweep_done", **result.summary())
         return result
 
-    def _next_outcome(self, future: Future[Prepared]) -> RowOutcome:
+    def _next_decided(self, future: Future[Prepared]) -> Decided:
         """One row, guarded: a failure in any stage defers this row, the pass goes on.
 
         ``_prepare`` turns its own failures into a deferral slot, so ``future.result()``
@@ -178,7 +184,24 @@ class Sweeper:
         except Exception as exc:  # the row boundary: log it with its traceback, defer the row
             decision = Decision(Verdict.DEFERRED, Reason.TRANSIENT_ERROR, _internal(exc, prepared))
             now = time.perf_counter()
-            return self._outcome(prepared, decision, Action.NONE, [], now, now)
+            return Decided(prepared, decision, [], now, now, Action.NONE)
+
+    def _flush(
+        self,
+        page: list[Decided],
+        result: SweepResult,
+        on_outcome: Callable[[RowOutcome], None] | None,
+    ) -> None:
+        """Write the page's decided rows at once, then report each in row order."""
+        decided = self._recorded(page)
+        intents = [Intent(d.prepared.row, d.decision) for d in decided if d.action is None]
+        acted = act_on_page(self._client, intents, self._purger)
+        for d in decided:
+            done = Acted(d.action) if d.action is not None else acted[d.prepared.row.id]
+            outcome = self._outcome(d, done)
+            result.outcomes.append(outcome)
+            self._report(outcome, on_outcome)
+        page.clear()
 
     # --- stages -------------------------------------------------------------------------------
     def _fill(
@@ -247,26 +270,23 @@ class Sweeper:
         self._downloaded.set()
         return self._analyzer.submit(data, name, refs.encodings)
 
-    def _finish(self, prepared: Prepared) -> RowOutcome:
-        """Collect analyses, decide and act (main thread, in row order)."""
-        row = prepared.row
+    def _finish(self, prepared: Prepared) -> Decided:
+        """Collect analyses and decide (main thread, in row order); writing waits for the page."""
         started = time.perf_counter()
         pictures = prepared.pictures()
         analysed = time.perf_counter()
         if prepared.gone:
             decision = Decision(Verdict.DEFERRED, Reason.TRANSIENT_ERROR, "row vanished")
-            return self._outcome(prepared, decision, Action.GONE, pictures, started, analysed)
+            return Decided(prepared, decision, pictures, started, analysed, Action.GONE)
         evidence = prepared.evidence(pictures)
         decision = self._settle_missing(
             prepared, decide(evidence, max_attachments=self._options.max_attachments)
         )
-        if self._options.recheck_approved and decision.verdict is Verdict.REJECTED:
+        if self._options.recheck_approved and decision.verdict in _RECHECK_WOULD:
             # Log, audit and the Reason written all say this row had been approved before.
             decision = replace(decision, explanation=f"re-check: {decision.explanation}")
-        if self._will_act(decision) and not self._intent_recorded(row, decision, pictures):
-            decision = Decision(Verdict.DEFERRED, Reason.TRANSIENT_ERROR, UNRECORDED)
-        action = self._act(row, decision)
-        return self._outcome(prepared, decision, action, pictures, started, analysed)
+        action = self._settled(decision)
+        return Decided(prepared, decision, pictures, started, analysed, action)
 
     def _settle_missing(self, prepared: Prepared, decision: Decision) -> Decision:
         """A file NocoDB has not had for an hour, while others download, is final."""
@@ -280,91 +300,59 @@ class Sweeper:
             return decision
         return Decision(Verdict.REJECTED, Reason.NO_ATTACHMENT, NO_SUCH_FILE.format(place=place))
 
-    def _will_act(self, decision: Decision) -> bool:
-        if self._options.dry_run or decision.verdict is Verdict.DEFERRED:
-            return False
-        if self._options.recheck_approved:
-            return self._options.apply and decision.verdict is Verdict.REJECTED
-        return True
-
-    def _intent_recorded(self, row: Row, decision: Decision, pics: list[PictureAnalysis]) -> bool:
-        """Act only on what is recorded: the decision goes to the audit trail first."""
+    def _recorded(self, page: list[Decided]) -> list[Decided]:
+        """Act only on what is recorded: each row to write has its intent in the audit trail
+        first; a row whose intent could not be written is deferred and left out of the page."""
         if self._journal is None:
-            return True
-        intent = RowOutcome(row.id, row.politician, decision, Action.NONE, tuple(pics))
-        try:
-            self._journal.intend(intent)
-        except OSError as exc:
-            self._audit_failed(exc)
-            return False
-        return True
+            return page
+        kept: list[Decided] = []
+        for d in page:
+            if d.action is not None:
+                kept.append(d)
+                continue
+            row = d.prepared.row
+            intent = RowOutcome(row.id, row.politician, d.decision, Action.NONE, tuple(d.pictures))
+            try:
+                self._journal.intend(intent)
+                kept.append(d)
+            except OSError as exc:
+                self._audit_failed(exc)
+                unrecorded = Decision(Verdict.DEFERRED, Reason.TRANSIENT_ERROR, UNRECORDED)
+                kept.append(replace(d, decision=unrecorded, action=Action.NONE))
+        return kept
 
     def _audit_failed(self, exc: OSError) -> None:
         self._audit_error = f"{type(exc).__name__}: {exc.strerror or exc}"
         log.error("audit_unwritable", error=self._audit_error, consequence="rows deferred")
 
-    def _act(self, row: Row, decision: Decision) -> Action:
+    def _settled(self, decision: Decision) -> Action | None:
+        """The action for a row needing no write (re-check: report unless ``apply``), or None."""
         if self._options.dry_run:
             return Action.DRY_RUN
         if decision.verdict is Verdict.DEFERRED:
             return Action.NONE
-        if self._options.recheck_approved:
-            return self._act_recheck(row, decision)
-        try:
-            if not self._unchanged(row):
-                return Action.CHANGED_MEANWHILE
-            if decision.verdict is Verdict.APPROVED:
-                return self._client.approve(row.id, decision.explanation)
-            return self._client.reject(row.id, decision.explanation)
-        except RowGone:
-            return Action.GONE
-
-    def _act_recheck(self, row: Row, decision: Decision) -> Action:
-        """An approved row that now fails is reported, and only acted on with ``apply``."""
-        if decision.verdict is Verdict.APPROVED:
+        if self._options.recheck_approved and decision.verdict is Verdict.APPROVED:
             return Action.STILL_APPROVED
-        if not self._options.apply:
-            return Action.WOULD_REJECT
-        try:
-            if not self._unchanged(row):
-                return Action.CHANGED_MEANWHILE
-            return self._client.reject(row.id, decision.explanation)
-        except RowGone:
-            return Action.GONE
+        if self._options.recheck_approved and not self._options.apply:
+            return _RECHECK_WOULD[decision.verdict]
+        return None
 
-    def _unchanged(self, row: Row) -> bool:
-        """Read the row again and act only if nobody touched it since it was judged.
-
-        Deleting is irreversible, and approving shows the picture on the site: a photo an
-        admin replaced (or a politician changed) meanwhile was never judged.
-        """
-        current = self._client.get_row(row.id)
-        if current.status != row.status or not current.same_upload_as(row):
-            log.warning("row_changed_before_acting", row_id=row.id)
-            return False
-        return True
-
-    def _outcome(
-        self,
-        prepared: Prepared,
-        decision: Decision,
-        action: Action,
-        pictures: list[PictureAnalysis],
-        started: float,
-        analysed: float,
-    ) -> RowOutcome:
-        now = time.perf_counter()
+    @staticmethod
+    def _outcome(row: Decided, done: Acted) -> RowOutcome:
+        """``act_s`` runs from the decision to the page's write (waiting for the page included)."""
+        now, prepared = time.perf_counter(), row.prepared
         return RowOutcome(
             row_id=prepared.row.id,
             politician=prepared.row.politician,
-            decision=decision,
-            action=action,
-            pictures=tuple(pictures),
+            decision=row.decision,
+            action=done.action,
+            pictures=tuple(row.pictures),
+            files_purged=done.files_purged,
             timings={
                 "download_s": round(prepared.download_seconds, 4),
-                "analyse_wait_s": round(analysed - started, 4),
-                "analyse_s": round(sum(p.seconds for p in pictures), 4),
-                "act_s": round(now - analysed, 4),
+                "analyse_wait_s": round(row.analysed - row.started, 4),
+                "analyse_s": round(sum(p.seconds for p in row.pictures), 4),
+                "act_s": round(now - row.analysed, 4),
             },
         )
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import TypeAlias
 
 from nocodb_guard.faces.references import ReferenceSet
-from nocodb_guard.models import PictureAnalysis, Reason, Row
+from nocodb_guard.models import Action, Decision, PictureAnalysis, Reason, Row
 from nocodb_guard.policy import RowEvidence
 
 
@@ -60,8 +60,21 @@ class Prepared:
         return RowEvidence(
             politician=self.row.politician,
             tolerance=None if self.references is None else self.references.tolerance,
+            review_band=None if self.references is None else self.references.review_band,
             attachment_count=len(self.row.attachments),
             pictures=tuple(pictures),
             failure=None if deferral is None else deferral.reason,
             failure_detail="" if deferral is None else deferral.detail,
         )
+
+
+@dataclass(frozen=True)
+class Decided:
+    """A decided row waiting for its page's write; ``action`` set when nothing is to write."""
+
+    prepared: Prepared
+    decision: Decision
+    pictures: list[PictureAnalysis]
+    started: float
+    analysed: float
+    action: Action | None

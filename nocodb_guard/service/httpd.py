@@ -23,12 +23,16 @@ import selectors
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any, Self
 
 import structlog
+
+from nocodb_guard.errors import ConfigError
 
 log = structlog.get_logger(__name__)
 
@@ -201,3 +205,14 @@ class BoundedHTTPServer:
             log.debug("http connection error", listener=self._name, error_type=type(exc).__name__)
         finally:
             sock.close()
+
+
+@contextmanager
+def listening(setting: str, host: str, port: int) -> Iterator[None]:
+    """A port that cannot be bound (taken, privileged) is the operator's setting to fix:
+    one line naming it, not a traceback."""
+    try:
+        yield
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ConfigError(f"{setting}: cannot listen on {host}:{port} ({reason})") from None

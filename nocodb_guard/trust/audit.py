@@ -8,7 +8,8 @@ the last line of today's file, which :meth:`AuditLog.query` skips.
 What a record holds, and what it deliberately does not:
 
 - row id, UTC time, the politician chosen in the form, verdict, reason, action, the
-  plain-words explanation, the deciding distance and tolerance, the settings version;
+  plain-words explanation, the deciding distance and tolerance, the settings version, and
+  for a deleted row how many stored files were purged with it (``files_purged``);
 - per attachment: its position, detected format, face count, ignored (background) faces,
   the smallest side of each kept face in pixels, best distance, and the problem if any.
 - **Never** face encodings, pixels or face coordinates (where a face is in a picture is a
@@ -43,6 +44,7 @@ _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 #: Settings that change what a picture is decided to be; hashed by :func:`settings_version`.
 DECISION_SETTINGS = (
     "tolerance",
+    "review_band",
     "politicians",
     "max_pixels",
     "max_side",
@@ -98,6 +100,7 @@ def outcome_record(
         "verdict": str(decision.verdict),
         "reason": str(decision.reason),
         "action": outcome.action.value,
+        "files_purged": outcome.files_purged,
         "explanation": decision.explanation,
         "distance": None if decision.distance is None else round(decision.distance, 4),
         "tolerance": decision.tolerance,
