@@ -26,6 +26,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -106,6 +107,14 @@ def files_left(env: dict[str, str], paths: tuple[str, ...]) -> str:
             f"anonymous fetch answers {', '.join(map(str, answers))}")
 
 
+def audit_records(audit: AuditLog, row_id: int, wait_s: float = 15.0) -> list[dict[str, Any]]:
+    """The row's audit records; a deleted row's record follows its purge, so wait a little."""
+    deadline = time.monotonic() + wait_s
+    while not (records := list(audit.query(row_id=row_id))) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return records
+
+
 def show_results(env: dict[str, str], ids: dict[int, Submitted], state_dir: Path) -> None:
     """The table as NocoDB has it now; for deleted rows, why (from the audit trail)."""
     print("\nWhat happened to each upload:")
@@ -116,7 +125,7 @@ def show_results(env: dict[str, str], ids: dict[int, Submitted], state_dir: Path
             env["NOCODB_GUARD_TABLE_ID"], row_id,
         )
         if row is None:
-            records = list(audit.query(row_id=row_id))
+            records = audit_records(audit, row_id)
             why = f" ({records[-1]['reason']}: {records[-1]['explanation']})" if records else ""
             outcome = f"deleted{why}\n{'':<33}   {files_left(env, upload.paths)}"
         else:

@@ -341,9 +341,12 @@ class NocoDBClient:
     def shared_views(self) -> list[View]:
         """The table's shared views; for all but forms, whether they show only approved rows."""
         table = f"/api/v2/meta/tables/{self._table}"
-        views = parse_views(self._transport.request("GET", f"{table}/views", "meta.views"))
+        views = parse_views(
+            self._transport.request("GET", f"{table}/views", "meta.views", budget=Budget.META)
+        )
         status_id = column_id(
-            self._transport.request("GET", table, "meta.table"), self._settings.field_status
+            self._transport.request("GET", table, "meta.table", budget=Budget.META),
+            self._settings.field_status,
         )
         approved = self._settings.status_approved
         shared = []
@@ -352,7 +355,7 @@ class NocoDBClient:
                 shared.append(view)
                 continue
             path = f"/api/v2/meta/views/{view.id}/filters"
-            filters = self._transport.request("GET", path, "meta.filters")
+            filters = self._transport.request("GET", path, "meta.filters", budget=Budget.META)
             shared.append(replace(view, only_approved=shows_only(filters, status_id, approved)))
         return shared
 
