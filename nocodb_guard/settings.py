@@ -29,6 +29,7 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+from urllib3.util import parse_url
 
 from nocodb_guard.errors import ConfigError
 
@@ -142,9 +143,27 @@ class Settings(BaseSettings):
     @field_validator("nocodb_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
+        """An http(s) URL without credentials or a trailing-dot host (see ``attachments``)."""
         if not re.match(r"^https?://[^/]+", value):
             raise ValueError("must be an http(s) URL such as http://127.0.0.1:8080")
+        parsed = parse_url(value)
+        if parsed.auth is not None:
+            # Never echo the value: it holds a password.
+            raise ValueError("must not carry user:password@ (the token goes in nocodb_token)")
+        if (parsed.host or "").endswith("."):
+            raise ValueError("the host must not end with a dot (write it without)")
         return value.rstrip("/")
+
+    @field_validator("nocodb_token", "webhook_secret")
+    @classmethod
+    def _one_line_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        """Secrets end up in HTTP headers: refuse on load what would fail (and leak) there."""
+        if value is None:
+            return None
+        problem = secret_problem(value.get_secret_value())
+        if problem:
+            raise ValueError(problem)  # names the problem, never the value
+        return SecretStr(value.get_secret_value().strip())
 
     @field_validator("allowed_hosts", mode="before")
     @classmethod
@@ -223,13 +242,34 @@ def secret_dirs(explicit: Path | None) -> tuple[Path, ...]:
     return tuple(dirs)
 
 
+def secret_problem(value: str) -> str | None:
+    """What makes ``value`` unusable as a secret (never the value itself), or None.
+
+    A token goes into an HTTP header: a second line (a new token appended during a
+    rotation) or a control character makes the HTTP library raise an error that quotes
+    the whole header, token included. Surrounding whitespace (a file's final newline) is
+    ignored; inside, only printable ASCII without spaces is accepted, as NocoDB issues.
+    """
+    text = value.strip()
+    lines = len(text.splitlines())
+    if lines > 1:
+        return f"holds {lines} lines, a secret is one line (replace the old one, do not append)"
+    if any(not 33 <= ord(ch) <= 126 for ch in text):
+        return "contains whitespace, a control character or non-ASCII text inside the value"
+    return None
+
+
 def read_token_file(dirs: tuple[Path, ...]) -> str | None:
-    """The token from the first secret file found, or None."""
+    """The token from the first secret file found, or None; a malformed one is a ConfigError."""
     for directory in dirs:
         for name in TOKEN_FILE_NAMES:
             candidate = directory / name
             if candidate.is_file():
-                return candidate.read_text(encoding="utf-8").strip()
+                value = candidate.read_text(encoding="utf-8", errors="replace")
+                problem = secret_problem(value)
+                if problem:
+                    raise ConfigError(f"nocodb_token (secret file {candidate}): {problem}")
+                return value.strip()
     return None
 
 

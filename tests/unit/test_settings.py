@@ -230,3 +230,48 @@ def test_the_workers_flag_reaches_the_settings_the_cli_builds(
     args = cli.build_parser().parse_args(["sweep", "--workers", "0"])
 
     assert cli._settings(args).workers == 0
+
+
+def test_a_token_file_with_two_lines_names_the_file_and_the_setting_not_the_value(
+    tmp_path: Path,
+) -> None:
+    token_file = write(tmp_path / "nocodb_token", f"{TOKEN}\nnew-{TOKEN}\n")
+
+    with pytest.raises(ConfigError) as caught:
+        load_settings(secrets_dir=tmp_path)
+
+    assert str(caught.value) == (
+        f"nocodb_token (secret file {token_file}): holds 2 lines, a secret is one line "
+        "(replace the old one, do not append)"
+    )
+
+
+@pytest.mark.parametrize("bad", [f"{TOKEN} x", f"{TOKEN}\x7f", f"{TOKEN}é", f"a\n{TOKEN}"])
+def test_a_secret_with_whitespace_or_control_characters_inside_is_refused(
+    bad: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NOCODB_GUARD_WEBHOOK_SECRET", bad)
+
+    with pytest.raises(ConfigError, match=r"webhook_secret \(NOCODB_GUARD_WEBHOOK_SECRET\)") as caught:
+        load_settings()
+
+    assert "do-not-print" not in str(caught.value)
+
+
+def test_surrounding_whitespace_of_a_secret_is_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NOCODB_GUARD_NOCODB_TOKEN", f"  {TOKEN}\n")
+
+    assert load_settings().token() == TOKEN
+
+
+def test_credentials_in_nocodb_url_are_refused_naming_the_setting_not_the_password() -> None:
+    with pytest.raises(ConfigError, match=r"nocodb_url \(NOCODB_GUARD_NOCODB_URL\)") as caught:
+        load_settings(nocodb_url="http://admin:hunter2@127.0.0.1:8080")
+
+    assert "user:password@" in str(caught.value)
+    assert "hunter2" not in str(caught.value)
+
+
+def test_a_trailing_dot_host_in_nocodb_url_is_refused() -> None:
+    with pytest.raises(ConfigError, match="must not end with a dot"):
+        load_settings(nocodb_url="http://127.0.0.1.:8080")
