@@ -123,6 +123,14 @@ class AttachmentMissing(DownloadFailed):
     """
 
 
+class AttachmentRefused(DownloadFailed):
+    """Even a freshly signed link answers 401/403: access is refused, the file may well exist.
+
+    A proxy's authentication or a storage policy in front of the files, not a missing file
+    (and not the uploader's doing): the row is deferred and an operator should look.
+    """
+
+
 class NocoDBRequestError(Stop):
     """NocoDB refused a request as malformed (400/422, an unexpected 404 or redirect).
 

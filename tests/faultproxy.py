@@ -50,6 +50,9 @@ class Fault:
     retry_after: str | None = None
     location: str | None = None
     """``Location`` header of a status answer (a redirect)."""
+    payload: bytes | None = None
+    """Body of a status answer (default: a small JSON error), e.g. a CDN's HTML error page."""
+    content_type: str = "application/json"
     delay: float = 0.0
     times: int | None = None
     callback: Callable[[], None] | None = None
@@ -244,7 +247,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _respond(self, fault: Fault | None, body: bytes) -> None:
         if fault is not None and fault.action == "status":
-            self._answer(fault.status, fault.retry_after, fault.location)
+            self._answer(fault)
         elif fault is not None and fault.action == "drop":
             self._drop()
         else:
@@ -254,15 +257,17 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
-    def _answer(self, status: int, retry_after: str | None, location: str | None) -> None:
-        payload = b'{"error":"INJECTED_FAULT","message":"injected by the fault proxy"}'
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+    def _answer(self, fault: Fault) -> None:
+        payload = fault.payload
+        if payload is None:
+            payload = b'{"error":"INJECTED_FAULT","message":"injected by the fault proxy"}'
+        self.send_response(fault.status)
+        self.send_header("Content-Type", fault.content_type)
         self.send_header("Content-Length", str(len(payload)))
-        if retry_after is not None:
-            self.send_header("Retry-After", retry_after)
-        if location is not None:
-            self.send_header("Location", location)
+        if fault.retry_after is not None:
+            self.send_header("Retry-After", fault.retry_after)
+        if fault.location is not None:
+            self.send_header("Location", fault.location)
         self.end_headers()
         self.wfile.write(payload)
 

@@ -16,6 +16,7 @@ from tests.unit.test_cli import REPO, clean_env
 
 TOKEN = "tokOLD-SECRET-0123456789abcdef"
 NEW_TOKEN = "tokNEW-SECRET-fedcba9876543210"
+HOOK = "hook-SECRET-42"
 TIMEOUT_S = 60
 
 
@@ -71,13 +72,13 @@ def test_an_unexpected_error_is_one_redacted_line_with_exit_code_70(tmp_path: Pa
     code = (
         "import sys\nfrom nocodb_guard import cli\n"
         "def boom(args, settings):\n"
-        f"    raise ValueError('Invalid header value ' + repr({TOKEN!r}) + ' hook=' + {'hook-SECRET-42'!r})\n"
+        f"    raise ValueError('Invalid header value ' + repr({TOKEN!r}) + ' hook=' + {HOOK!r})\n"
         "cli.COMMANDS['health'] = boom\n"
         "sys.exit(cli.main(['health']))\n"
     )
 
     result = run_cli(
-        code, tmp_path, NOCODB_GUARD_NOCODB_TOKEN=TOKEN, NOCODB_GUARD_WEBHOOK_SECRET="hook-SECRET-42"
+        code, tmp_path, NOCODB_GUARD_NOCODB_TOKEN=TOKEN, NOCODB_GUARD_WEBHOOK_SECRET=HOOK
     )
 
     assert result.returncode == 70, result.stderr

@@ -252,7 +252,8 @@ def test_a_secret_with_whitespace_or_control_characters_inside_is_refused(
 ) -> None:
     monkeypatch.setenv("NOCODB_GUARD_WEBHOOK_SECRET", bad)
 
-    with pytest.raises(ConfigError, match=r"webhook_secret \(NOCODB_GUARD_WEBHOOK_SECRET\)") as caught:
+    named = r"webhook_secret \(NOCODB_GUARD_WEBHOOK_SECRET\)"
+    with pytest.raises(ConfigError, match=named) as caught:
         load_settings()
 
     assert "do-not-print" not in str(caught.value)
