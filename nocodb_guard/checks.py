@@ -14,7 +14,8 @@ import structlog
 
 from nocodb_guard.errors import GuardError, NocoDBUnavailable, Stop
 from nocodb_guard.faces.references import ReferenceStore
-from nocodb_guard.nocodb import NocoDBClient, TableSchema, check_schema, politician_options
+from nocodb_guard.nocodb.client import NocoDBClient
+from nocodb_guard.nocodb.schema import TableSchema, check_schema, politician_options
 from nocodb_guard.settings import Settings
 from nocodb_guard.startup import labels_to_check
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from nocodb_guard.errors import SchemaError
 from nocodb_guard.models import RowOutcome
-from nocodb_guard.nocodb import check_schema
+from nocodb_guard.nocodb.schema import require_schema
 from nocodb_guard.runtime import build_runtime
 from nocodb_guard.service.signals import Flags
 from nocodb_guard.settings import Settings
@@ -26,9 +25,7 @@ def run_one_sweep(
     """Check the schema (one request), then run one pass; the caller holds the lock."""
     runtime = build_runtime(settings, dry_run=dry_run or (recheck_approved and not apply))
     try:
-        problems = check_schema(runtime.client.table_schema(), settings)
-        if problems:
-            raise SchemaError("table schema: " + "; ".join(problems))
+        require_schema(runtime.client.table_schema(), settings)
         sweeper = runtime.sweeper(
             dry_run=dry_run, limit=limit, recheck_approved=recheck_approved, apply=apply
         )

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from nocodb_guard.faces.references import ReferenceStore
 from nocodb_guard.faces.see import PipelineConfig
 from nocodb_guard.faces.workers import Analyzer, make_analyzer
-from nocodb_guard.nocodb import NocoDBClient, RequestObserver
+from nocodb_guard.nocodb.client import NocoDBClient
+from nocodb_guard.nocodb.transport import RequestObserver
 from nocodb_guard.settings import Settings
 from nocodb_guard.sweep import Recorder, Sweeper, SweepOptions
 from nocodb_guard.trust.audit import AuditLog, settings_version

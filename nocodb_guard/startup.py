@@ -12,8 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from nocodb_guard.errors import SchemaError
-from nocodb_guard.nocodb import check_schema, politician_options
+from nocodb_guard.nocodb.schema import politician_options, require_schema
 from nocodb_guard.runtime import Runtime
 from nocodb_guard.settings import Settings
 
@@ -50,10 +49,7 @@ def labels_to_check(settings: Settings, options: list[str]) -> list[str]:
 
 def check_startup(settings: Settings, runtime: Runtime) -> StartupReport:
     """Raise on what stops everything; return what is merely worth a warning."""
-    schema = runtime.client.table_schema()
-    problems = check_schema(schema, settings)
-    if problems:
-        raise SchemaError("table schema: " + "; ".join(problems))
+    schema = require_schema(runtime.client.table_schema(), settings)
     options = politician_options(schema, settings.field_politician)
     ready: dict[str, int] = {}
     missing: list[str] = []

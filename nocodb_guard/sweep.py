@@ -48,7 +48,7 @@ log = structlog.get_logger("nocodb_guard.sweep")
 
 
 class Client(Protocol):
-    """The part of :class:`nocodb_guard.nocodb.NocoDBClient` a sweep uses."""
+    """The part of :class:`nocodb_guard.nocodb.client.NocoDBClient` a sweep uses."""
 
     def iter_pending(self, limit: int | None = None) -> Iterator[Row]: ...
 

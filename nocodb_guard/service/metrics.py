@@ -50,7 +50,7 @@ SWEEP_OUTCOMES = ("ok", "failed")
 def request_error_kind(operation: str, outcome: str) -> str | None:
     """The :data:`NOCODB_ERROR_KINDS` label of one NocoDB request, None when it succeeded.
 
-    ``outcome`` is what :class:`nocodb_guard.nocodb.NocoDBClient` tells its observer: an
+    ``outcome`` is what :class:`nocodb_guard.nocodb.client.NocoDBClient` tells its observer: an
     HTTP status, ``"timeout"``, ``"error"`` (no answer), or ``"ok"`` for a download.
     """
     if outcome == "ok":

@@ -42,7 +42,7 @@ from PIL import Image
 from nocodb_guard import samples
 from nocodb_guard.faces.workers import PoolAnalyzer
 from nocodb_guard.logs import configure_logging
-from nocodb_guard.nocodb import NocoDBClient
+from nocodb_guard.nocodb.client import NocoDBClient
 from nocodb_guard.runtime import Runtime, build_runtime
 from tests import nocodb_admin
 from tests.integration.conftest import DevServer

@@ -49,7 +49,7 @@ from benchlib import (
 
 from nocodb_guard.faces.workers import PoolAnalyzer
 from nocodb_guard.logs import configure_logging
-from nocodb_guard.nocodb import NocoDBClient
+from nocodb_guard.nocodb.client import NocoDBClient
 from nocodb_guard.runtime import build_runtime
 from tests.integration.conftest import DevServer
 

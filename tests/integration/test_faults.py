@@ -21,7 +21,7 @@ import requests
 from PIL import Image
 
 from nocodb_guard import samples
-from nocodb_guard.nocodb import NocoDBClient
+from nocodb_guard.nocodb.client import NocoDBClient
 from nocodb_guard.settings import load_settings
 from tests import nocodb_admin
 from tests.faultproxy import Fault, FaultProxy, Listener, listening, running_proxy

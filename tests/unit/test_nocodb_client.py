@@ -34,15 +34,10 @@ from nocodb_guard.errors import (
     UrlNotAllowed,
 )
 from nocodb_guard.models import Attachment
-from nocodb_guard.nocodb import (
-    USER_AGENT,
-    NocoDBClient,
-    TableSchema,
-    check_schema,
-    parse_attachments,
-    parse_retry_after,
-    politician_options,
-)
+from nocodb_guard.nocodb.client import NocoDBClient
+from nocodb_guard.nocodb.records import parse_attachments
+from nocodb_guard.nocodb.schema import TableSchema, check_schema, politician_options
+from nocodb_guard.nocodb.transport import USER_AGENT, parse_retry_after
 from nocodb_guard.settings import Settings
 
 TOKEN = "tok-SECRET-5f1e2d9c"
@@ -157,7 +152,7 @@ def test_field_titles_with_spaces_are_used_as_configured(
         {"list": [{"Id": 4, "Chosen politician": "Jane Doe", "Moderation status": ""}]}
     )
     client = client_for(field_status="Moderation status", field_politician="Chosen politician")
-    rows = client.list_pending_page()
+    rows = list(client.iter_pending())
     assert rows[0].politician == "Jane Doe"
     assert rows[0].status is None
     args = httpserver.log[0][0].args
@@ -177,7 +172,7 @@ def test_rows_without_an_integer_id_are_skipped_not_fatal(
     httpserver.expect_request(RECORDS).respond_with_json(
         {"list": [{"Politician": "x"}, "junk", record(9)]}
     )
-    assert [row.id for row in client_for().list_pending_page()] == [9]
+    assert [row.id for row in client_for().iter_pending()] == [9]
 
 
 def test_pending_rows_are_counted(httpserver: HTTPServer, client_for: Any) -> None:
@@ -193,7 +188,7 @@ def test_pending_rows_are_counted(httpserver: HTTPServer, client_for: Any) -> No
 def test_a_500_is_retried_and_the_next_answer_used(httpserver: HTTPServer, client_for: Any) -> None:
     httpserver.expect_ordered_request(RECORDS).respond_with_data("boom", status=500)
     httpserver.expect_ordered_request(RECORDS).respond_with_json({"list": [record(1)]})
-    rows = client_for(retry_seconds=5).list_pending_page()
+    rows = list(client_for(retry_seconds=5).iter_pending())
     assert [row.id for row in rows] == [1]
     assert len(httpserver.log) == 2
 
@@ -204,7 +199,7 @@ def test_a_429_waits_as_long_as_retry_after_says(httpserver: HTTPServer, client_
     )
     httpserver.expect_ordered_request(RECORDS).respond_with_json({"list": []})
     started = time.monotonic()
-    assert client_for(retry_seconds=5).list_pending_page() == []
+    assert list(client_for(retry_seconds=5).iter_pending()) == []
     assert 0.9 <= time.monotonic() - started < 3
 
 
@@ -216,7 +211,7 @@ def test_a_retry_after_beyond_the_budget_gives_up_at_once(
     )
     started = time.monotonic()
     with pytest.raises(NocoDBUnavailable, match="HTTP 429, Retry-After 30 s"):
-        client_for(retry_seconds=2).list_pending_page()
+        list(client_for(retry_seconds=2).iter_pending())
     assert time.monotonic() - started < 1
     assert len(httpserver.log) == 1
 
@@ -236,7 +231,7 @@ def test_retries_are_bounded_by_retry_seconds(httpserver: HTTPServer, client_for
     httpserver.expect_request(RECORDS).respond_with_data("down", status=503)
     started = time.monotonic()
     with pytest.raises(NocoDBUnavailable, match=f"GET {RECORDS}: HTTP 503") as raised:
-        client_for(retry_seconds=0.6).list_pending_page()
+        list(client_for(retry_seconds=0.6).iter_pending())
     assert time.monotonic() - started < 1.5
     assert len(httpserver.log) >= 2
     assert isinstance(raised.value, RetryLater)
@@ -257,7 +252,7 @@ def test_a_rejected_token_is_an_auth_error_without_retry(
         {"error": "ERR_AUTHENTICATION_REQUIRED", "message": "Authentication required"}, status=401
     )
     with pytest.raises(NocoDBAuthError, match="rejected the API token"):
-        client_for(retry_seconds=5).list_pending_page()
+        list(client_for(retry_seconds=5).iter_pending())
     assert len(httpserver.log) == 1
 
 
@@ -287,7 +282,7 @@ def test_a_bad_request_is_a_clear_error_not_retried(
         {"error": "ERR_INVALID_FILTER", "message": "Invalid filter expression"}, status=422
     )
     with pytest.raises(NocoDBRequestError, match="HTTP 422 ERR_INVALID_FILTER: Invalid filter"):
-        client_for(retry_seconds=5).list_pending_page()
+        list(client_for(retry_seconds=5).iter_pending())
     assert len(httpserver.log) == 1
 
 
@@ -296,7 +291,7 @@ def test_a_redirect_from_the_api_is_not_followed(httpserver: HTTPServer, client_
         Response(status=302, headers={"Location": "http://elsewhere.invalid/"})
     )
     with pytest.raises(NocoDBRequestError, match="redirect"):
-        client_for().list_pending_page()
+        list(client_for().iter_pending())
 
 
 # --- acting -------------------------------------------------------------------------------------
@@ -424,7 +419,9 @@ def test_downloads_never_carry_the_token(httpserver: HTTPServer, client_for: Any
     assert request.headers["User-Agent"] == USER_AGENT
 
 
-def test_the_attachment_url_prefers_the_signed_path_on_the_nocodb_origin(client_for: Any) -> None:
+def test_the_attachment_url_prefers_the_signed_path_on_the_nocodb_origin(
+    httpserver: HTTPServer, client_for: Any
+) -> None:
     client = client_for()
     att = Attachment(
         title="f.jpg",
@@ -433,7 +430,7 @@ def test_the_attachment_url_prefers_the_signed_path_on_the_nocodb_origin(client_
         url="https://s3.example.com/f.jpg",
     )
     assert client.attachment_url(att).endswith("/dltemp/t/1/x/f.jpg")
-    assert client.attachment_url(att).startswith(client._base)
+    assert client.attachment_url(att).startswith(base_of(httpserver) + "/")
 
 
 def test_an_attachment_with_only_a_path_is_not_fetched(client_for: Any) -> None:
@@ -565,7 +562,12 @@ def test_the_token_never_reaches_logs_messages_or_rendered_tracebacks(
     errors: list[BaseException] = []
     caplog.set_level(logging.DEBUG)
     with capture_logs() as events:
-        for call in (client.list_pending_page, client.count_pending, refused.list_pending_page):
+        calls = (
+            lambda: list(client.iter_pending()),
+            client.count_pending,
+            lambda: list(refused.iter_pending()),
+        )
+        for call in calls:
             with pytest.raises((NocoDBAuthError, NocoDBUnavailable)) as raised:
                 call()
             errors.append(raised.value)

@@ -1,0 +1,110 @@
+"""A NocoDB record's JSON as a :class:`Row`, and its attachment cell as :class:`Attachment` values.
+
+Pure parsing, no I/O. Tolerant by design: an odd cell must never turn a row into "no
+attachment" (a deletion) over a format this code does not know.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from nocodb_guard.models import Attachment, Row
+from nocodb_guard.settings import Settings
+
+#: The primary key column; a renamed primary key is not supported.
+ID_FIELD = "Id"
+UNREADABLE_ENTRY_TITLE = "(unreadable attachment entry)"
+
+
+def parse_row(item: Any, settings: Settings) -> Row | None:
+    """A listed/read record as a :class:`Row`; None when it has no usable integer Id."""
+    if not isinstance(item, dict):
+        return None
+    row_id = _int_or_none(item.get(ID_FIELD))
+    if row_id is None:
+        return None
+    return Row(
+        id=row_id,
+        politician=_text_or_none(item.get(settings.field_politician)),
+        attachments=parse_attachments(item.get(settings.field_photo)),
+        status=_text_or_none(item.get(settings.field_status)),
+    )
+
+
+def parse_attachments(cell: Any) -> tuple[Attachment, ...]:
+    """An attachment cell as :class:`Attachment` values.
+
+    Tolerates what versions and edits produce: null or empty (no files), a JSON string
+    instead of a list, a single object. An entry that cannot be read is kept as a
+    placeholder without any link rather than dropped: dropping it could turn a row into
+    "no attachment", a deletion, over a format this code does not know. A placeholder
+    cannot be downloaded (``UrlNotAllowed``), so such a row is deferred instead.
+    """
+    if cell is None or cell == "":
+        return ()
+    if isinstance(cell, str):
+        try:
+            cell = json.loads(cell)
+        except ValueError:
+            return (Attachment(title=UNREADABLE_ENTRY_TITLE),)
+        if cell is None:
+            return ()
+    if isinstance(cell, dict):
+        cell = [cell]
+    if not isinstance(cell, list):
+        return (Attachment(title=UNREADABLE_ENTRY_TITLE),)
+    return tuple(parse_attachment_entry(entry) for entry in cell)
+
+
+def parse_attachment_entry(entry: Any) -> Attachment:
+    """One entry of the cell; anything unexpected yields a link-less placeholder."""
+    if not isinstance(entry, dict):
+        return Attachment(title=UNREADABLE_ENTRY_TITLE)
+    path = _text_or_none(entry.get("path"))
+    title = _text_or_none(entry.get("title")) or (path.rsplit("/", 1)[-1] if path else None)
+    entry_id = entry.get("id")
+    return Attachment(
+        title=title or UNREADABLE_ENTRY_TITLE,
+        mimetype=_text_or_none(entry.get("mimetype")),
+        size=_int_or_none(entry.get("size")),
+        path=path,
+        signed_path=_text_or_none(entry.get("signedPath")),
+        url=_text_or_none(entry.get("url")),
+        signed_url=_text_or_none(entry.get("signedUrl")),
+        id=str(entry_id) if isinstance(entry_id, str | int) and entry_id != "" else None,
+    )
+
+
+def find_same_attachment(att: Attachment, candidates: tuple[Attachment, ...]) -> Attachment | None:
+    """The entry of a re-read row that is ``att`` (by id, then path, then title and size)."""
+    keys: list[Callable[[Attachment], object]] = [
+        lambda a: a.id,
+        lambda a: a.path,
+        lambda a: (a.title, a.size) if a.title != UNREADABLE_ENTRY_TITLE else None,
+    ]
+    for key in keys:
+        wanted = key(att)
+        if wanted is None:
+            continue
+        for candidate in candidates:
+            if key(candidate) == wanted:
+                return candidate
+    return None
+
+
+def _int_or_none(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+def _text_or_none(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value if value.strip() else None
+    return None
