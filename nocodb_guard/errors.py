@@ -94,7 +94,7 @@ class AlreadyRunning(Stop):
 class BadPicture(GuardError):
     """The bytes are not a picture we can judge: a definitive fact about the upload.
 
-    ``reason`` is one of ``not_an_image``, ``unreadable``, ``too_large``.
+    ``reason`` is one of ``not_an_image``, ``unreadable``, ``too_large``, ``animated``.
     """
 
     def __init__(self, reason: str, detail: str) -> None:

@@ -30,6 +30,7 @@ class Reason(StrEnum):
     NOT_AN_IMAGE = "not_an_image"
     UNREADABLE = "unreadable"
     TOO_LARGE = "too_large"
+    ANIMATED = "animated"
     NO_FACE = "no_face"
     FACE_TOO_SMALL = "face_too_small"
     MULTIPLE_FACES = "multiple_faces"
@@ -42,7 +43,7 @@ class Reason(StrEnum):
 
 #: Reasons a single picture can fail on, before any face is compared.
 PICTURE_PROBLEMS = frozenset(
-    {Reason.NOT_AN_IMAGE, Reason.UNREADABLE, Reason.TOO_LARGE}
+    {Reason.NOT_AN_IMAGE, Reason.UNREADABLE, Reason.TOO_LARGE, Reason.ANIMATED}
 )
 
 

@@ -99,6 +99,7 @@ _PROBLEM_WORDS = {
     Reason.NOT_AN_IMAGE: "is not an image",
     Reason.UNREADABLE: "is corrupt or truncated",
     Reason.TOO_LARGE: "is too large",
+    Reason.ANIMATED: "is animated",
 }
 
 
