@@ -14,6 +14,7 @@ Sources, highest priority first:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -48,11 +49,42 @@ class Politician(BaseModel):
     tolerance: float | None = Field(default=None, gt=0.0, le=1.5)
     """Per-politician distance tolerance; default: the global ``tolerance``."""
 
+    @field_validator("folder")
+    @classmethod
+    def _one_folder_inside(cls, value: str | None) -> str | None:
+        """One folder name: ``""``, ``.``, ``..`` or a path would make the reference root
+        itself (or a place outside it) one politician's folder: every photo there would
+        count as that politician."""
+        if value is None:
+            return None
+        if value.strip() in ("", ".", "..") or any(sep in value for sep in "/\\\x00"):
+            raise ValueError(
+                "must be one folder name inside reference_dir (not empty, '.', '..' or a path)"
+            )
+        return value
+
 
 def slugify(label: str) -> str:
-    """Folder name for a form option: ASCII, lower case, words joined by ``_``."""
-    ascii_label = unicodedata.normalize("NFKD", label).encode("ascii", "ignore").decode()
-    return re.sub(r"[^a-z0-9]+", "_", ascii_label.lower()).strip("_")
+    """Folder name for a form option: lower case, words joined by ``_``, in any script.
+
+    Accents on Latin letters are dropped as before (``José Müller`` -> ``jose_muller``);
+    letters of other scripts are kept as written (``Κυριάκος Μητσοτάκης`` ->
+    ``κυριάκος_μητσοτάκης``, ``й`` stays ``й``): an ASCII-only slug of a Greek or Cyrillic
+    label was empty, which made the reference root that politician's folder. A label with
+    no letter or digit at all gets a stable name from its hash, never ``""``.
+    """
+    plain = "".join(_latin_without_accent(ch) for ch in unicodedata.normalize("NFC", label))
+    slug = re.sub(r"[\W_]+", "_", plain.lower()).strip("_")
+    if slug:
+        return slug
+    return "label_" + hashlib.sha256(label.encode("utf-8")).hexdigest()[:12]
+
+
+def _latin_without_accent(char: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", char)
+    if decomposed[:1].isascii():
+        return decomposed.encode("ascii", "ignore").decode()
+    return char
 
 
 class Settings(BaseSettings):

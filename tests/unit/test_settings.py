@@ -276,3 +276,36 @@ def test_credentials_in_nocodb_url_are_refused_naming_the_setting_not_the_passwo
 def test_a_trailing_dot_host_in_nocodb_url_is_refused() -> None:
     with pytest.raises(ConfigError, match="must not end with a dot"):
         load_settings(nocodb_url="http://127.0.0.1.:8080")
+
+
+@pytest.mark.parametrize(
+    ("label", "folder"),
+    [
+        ("Κυριάκος Μητσοτάκης", "κυριάκος_μητσοτάκης"),
+        ("Владимир Зеленский", "владимир_зеленский"),
+        ("José Müller", "jose_muller"),
+        ("Jane Doe", "jane_doe"),
+    ],
+)
+def test_labels_in_any_script_get_their_own_reference_folder(label: str, folder: str) -> None:
+    loaded = load_settings()
+
+    assert loaded.reference_folder(label) == loaded.reference_dir / folder
+
+
+def test_a_label_without_letters_never_maps_to_the_reference_root() -> None:
+    loaded = load_settings()
+    folders = {loaded.reference_folder(label) for label in ("🙂", "★★", "...")}
+
+    assert loaded.reference_dir not in folders
+    assert len(folders) == 3
+
+
+@pytest.mark.parametrize("folder", ["", ".", "..", "../other", "a/b"])
+def test_a_configured_folder_not_one_folder_inside_the_root_is_refused_naming_the_politician(
+    folder: str,
+) -> None:
+    with pytest.raises(ConfigError, match=r"politicians\.Κυριάκος Μητσοτάκης\.folder") as caught:
+        load_settings(politicians={"Κυριάκος Μητσοτάκης": {"folder": folder}})
+
+    assert "one folder name inside reference_dir" in str(caught.value)
