@@ -152,6 +152,10 @@ class Settings(BaseSettings):
     min_face_ratio: float = Field(default=0.35, ge=0.0, le=1.0)
     """Faces smaller than this fraction of the largest face are background noise, ignored."""
     num_jitters: int = Field(default=1, ge=1, le=100)
+    picture_timeout: float = Field(default=60.0, gt=0)
+    """Wall-clock seconds one picture may take in a face worker; past it the worker is
+    killed and replaced, and the row deferred. A safety net only: cost bombs are refused
+    from their structure first. Healthy pictures take 0.2-2 s (HOG), up to ~20 s (cnn)."""
     workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=0)
     """Face worker processes; 0 runs the pipeline in the calling process."""
 

@@ -31,6 +31,7 @@ class PipelineConfig:
     min_face_px: int = 40
     min_face_ratio: float = 0.35
     num_jitters: int = 1
+    picture_timeout: float = 60.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PipelineConfig:
@@ -42,6 +43,7 @@ class PipelineConfig:
             min_face_px=settings.min_face_px,
             min_face_ratio=settings.min_face_ratio,
             num_jitters=settings.num_jitters,
+            picture_timeout=settings.picture_timeout,
         )
 
     def cache_key(self) -> str:
