@@ -31,7 +31,9 @@ treated as hostile until proven otherwise:
   uploader who lies about the size only gets their own row deferred.
 
 URLs with a signed part are never logged or put into messages as such: :func:`url_ref`
-gives a stable, harmless reference (origin plus a short hash of the path).
+gives a stable, harmless reference (origin plus a short hash of the path). Every other
+piece of a cell copied into a message (a host, a scheme) goes through :func:`shown`:
+a 200 kB host name would otherwise be copied into every audit record, every pass.
 
 What is left open: the allow-list check resolves the host, then requests resolves it again
 to connect (a DNS-rebinding window). Exploiting it needs control over the DNS of a host the
@@ -94,7 +96,7 @@ def parse_origin(url: str) -> Origin:
         raise UrlNotAllowed("URL cannot be parsed") from None
     scheme = (parsed.scheme or "").lower()
     if scheme not in DEFAULT_PORTS:
-        raise UrlNotAllowed(f"scheme {scheme or '(none)'!r} is not http or https")
+        raise UrlNotAllowed(f"scheme {shown(scheme) or '(none)'!r} is not http or https")
     if parsed.auth is not None:
         raise UrlNotAllowed("URL carries credentials")
     host = (parsed.host or "").lower()
@@ -103,6 +105,17 @@ def parse_origin(url: str) -> Origin:
     if host.endswith("."):
         raise UrlNotAllowed("the host ends with a dot (a DNS name, not the origin's host)")
     return Origin(scheme, host, parsed.port or DEFAULT_PORTS[scheme])
+
+
+#: Longest piece of an uploader's cell (host, scheme) copied into a message.
+MAX_SHOWN_CHARS = 80
+
+
+def shown(text: str) -> str:
+    """``text`` cut to :data:`MAX_SHOWN_CHARS`, saying how much was left out."""
+    if len(text) <= MAX_SHOWN_CHARS:
+        return text
+    return f"{text[:MAX_SHOWN_CHARS]}…(+{len(text) - MAX_SHOWN_CHARS} chars)"
 
 
 def origin_of(url: str) -> str:
@@ -121,7 +134,7 @@ def url_ref(url: str) -> str:
     except UrlNotAllowed:
         origin = "(invalid)"
     digest = hashlib.sha256(url.encode("utf-8", "replace")).hexdigest()[:12]
-    return f"{origin}/…#{digest}"
+    return f"{shown(origin)}/…#{digest}"
 
 
 def _allowed_host_origins(allowed_hosts: Collection[str]) -> set[Origin]:
@@ -145,7 +158,7 @@ def resolve_addresses(host: str, port: int) -> list[str]:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
-        detail = f"cannot resolve {host!r}: {exc.__class__.__name__}"
+        detail = f"cannot resolve {shown(host)!r}: {exc.__class__.__name__}"
     else:
         return [str(info[4][0]) for info in infos]
     raise DownloadFailed(detail)
@@ -170,7 +183,9 @@ def check_origin(
     if origin in {parse_origin(o) for o in allowed_origins}:
         return origin
     if origin not in _allowed_host_origins(allowed_hosts):
-        raise UrlNotAllowed(f"{origin} is neither the NocoDB origin nor an allowed host")
+        raise UrlNotAllowed(
+            f"{shown(str(origin))} is neither the NocoDB origin nor an allowed host"
+        )
     return origin
 
 
@@ -191,11 +206,11 @@ def check_url(
         return origin
     addresses = (resolver or resolve_addresses)(origin.host, origin.port)
     if not addresses:
-        raise DownloadFailed(f"{origin.host!r} resolved to no address")
+        raise DownloadFailed(f"{shown(origin.host)!r} resolved to no address")
     private = [a for a in addresses if not is_public_address(a)]
     if private:
         raise UrlNotAllowed(
-            f"allowed host {origin.host!r} resolves to a non-public address ({private[0]})"
+            f"allowed host {shown(origin.host)!r} resolves to a non-public address ({private[0]})"
         )
     return origin
 

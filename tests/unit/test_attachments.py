@@ -413,3 +413,19 @@ def test_download_errors_never_carry_the_signed_path(
 def test_describe_request_error_names_the_failure_not_the_url() -> None:
     error = requests.ConnectionError(f"Max retries exceeded with url: /dltemp/{SIGNED_TOKEN}")
     assert attachments.describe_request_error(error) == "connection error"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"http://{'a' * 200_000}.example/x.jpg",
+        f"{'x' * 200_000}://127.0.0.1/x.jpg",
+    ],
+)
+def test_a_200_kb_host_or_scheme_is_cut_short_in_every_message(url: str) -> None:
+    with pytest.raises(UrlNotAllowed) as caught:
+        check_url(url, allowed_origins={"http://127.0.0.1:8080"})
+
+    assert len(str(caught.value)) < 300
+    assert "chars)" in str(caught.value)
+    assert len(url_ref(url)) < 200

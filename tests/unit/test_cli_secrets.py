@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from nocodb_guard import samples
 from tests.unit.test_cli import REPO, clean_env
 
 TOKEN = "tokOLD-SECRET-0123456789abcdef"
@@ -88,3 +89,26 @@ def test_an_unexpected_error_is_one_redacted_line_with_exit_code_70(tmp_path: Pa
         "Invalid header value '[REDACTED]' hook=[REDACTED]"
     ]
     assert "0123456789" not in result.stdout
+
+
+def test_a_cpu_without_avx_is_a_clear_error_with_exit_2_before_dlib_is_imported(
+    tmp_path: Path,
+) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse sse2 ssse3 sse4_1 sse4_2\n")
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(samples.grace_hopper_jpeg())
+    code = (
+        "import sys\nfrom pathlib import Path\nfrom nocodb_guard import cli\n"
+        "from nocodb_guard.faces import engine\n"
+        f"engine.CPUINFO = Path({str(cpuinfo)!r})\n"
+        f"code = cli.main(['explain', {str(photo)!r}, '--reference', {str(photo)!r}])\n"
+        "assert 'dlib' not in sys.modules, 'dlib was imported'\n"
+        "sys.exit(code)\n"
+    )
+
+    result = run_cli(code, tmp_path)
+
+    assert result.returncode == 2, result.stderr
+    assert "this CPU has no AVX" in result.stderr
+    assert "Traceback" not in result.stderr
