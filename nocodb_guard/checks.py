@@ -16,8 +16,12 @@ from nocodb_guard.errors import GuardError, NocoDBUnavailable, Stop
 from nocodb_guard.faces.references import ReferenceStore
 from nocodb_guard.nocodb.client import NocoDBClient
 from nocodb_guard.nocodb.schema import TableSchema, check_schema, politician_options
+from nocodb_guard.nocodb.views import View, ViewKind
 from nocodb_guard.settings import Settings
 from nocodb_guard.startup import labels_to_check
+from nocodb_guard.storage.config import backend_from_settings
+from nocodb_guard.storage.exposure import AnonymousProbe
+from nocodb_guard.storage.queue import PurgeQueue
 
 EXIT_PROBLEM, EXIT_NOCODB = 1, 3
 
@@ -48,6 +52,7 @@ def run_checks(settings: Settings) -> list[CheckResult]:
         if schema is None:
             return results
         labels = labels_to_check(settings, politician_options(schema, settings.field_politician))
+        results.extend(_exposure_checks(client, settings))
     results.extend(_reference_checks(settings, labels))
     return results
 
@@ -66,6 +71,70 @@ def _nocodb_checks(
         CheckResult("schema", not problems, "; ".join(problems) or f"table {schema.title!r} ok")
     )
     return (schema if not problems else None), results
+
+
+def _exposure_checks(client: NocoDBClient, settings: Settings) -> list[CheckResult]:
+    """Can the public see what it should not? Unsigned file paths, purging, shared views."""
+    try:
+        results = [_download_check(client, settings), _purge_check(settings)]
+        views = client.shared_views()
+    except (NocoDBUnavailable, Stop) as exc:
+        return [CheckResult("exposure", False, str(exc), EXIT_NOCODB)]
+    return [*results, *(_view_check(view, settings) for view in views)]
+
+
+def _download_check(client: NocoDBClient, settings: Settings) -> CheckResult:
+    """Tried on a real attachment: does its unsigned ``/download/...`` path answer anyone?"""
+    path = next((a.path for cell in client.iter_attachment_cells() for a in cell if a.path), None)
+    if path is None:
+        return CheckResult("public files", True, "not tried: no row has a local file yet")
+    probe = AnonymousProbe(settings.nocodb_url)
+    try:
+        status = probe.status(path)
+    finally:
+        probe.close()
+    if status == 200:
+        return CheckResult(
+            "public files",
+            False,
+            "an anonymous GET of a file's unsigned path answers 200: anyone who learns one "
+            "picture's path can fetch it and its neighbours; start NocoDB with "
+            "NC_SECURE_ATTACHMENTS=true",
+        )
+    return CheckResult("public files", True, f"unsigned path answers {status} to anyone")
+
+
+def _purge_check(settings: Settings) -> CheckResult:
+    backend = backend_from_settings(settings)
+    if backend is None:
+        return CheckResult(
+            "purge",
+            False,
+            "nocodb_data_dir not set: files of deleted rows stay on NocoDB's disk and stay "
+            "reachable; set it to NocoDB's data folder (the one holding nc/uploads)",
+        )
+    try:
+        message = backend.probe()
+    except GuardError as exc:
+        return CheckResult("purge", False, str(exc))
+    queued = len(PurgeQueue(settings.state_dir).pending())
+    if queued:
+        message += f"; {queued} file(s) still queued for purging"
+    return CheckResult("purge", True, message)
+
+
+def _view_check(view: View, settings: Settings) -> CheckResult:
+    name = f"shared {view.label}"
+    if view.kind is ViewKind.FORM:
+        return CheckResult(name, True, "the upload form (expected)")
+    if view.only_approved:
+        return CheckResult(name, True, f"filtered to {settings.field_status} = approved")
+    return CheckResult(
+        name,
+        False,
+        f"public and not filtered to {settings.field_status} = {settings.status_approved}: "
+        "it publishes unmoderated uploads; add that filter or stop sharing it",
+    )
 
 
 def _reference_checks(settings: Settings, labels: Sequence[str]) -> list[CheckResult]:
@@ -99,7 +168,8 @@ def _default_labels(settings: Settings) -> list[str]:
     try:
         with NocoDBClient(settings) as client:
             client.ping()
-            return labels_to_check(settings, client.politician_options())
+            schema = client.table_schema()
+            return labels_to_check(settings, politician_options(schema, settings.field_politician))
     except (NocoDBUnavailable, Stop) as exc:
         log.warning("references_without_nocodb", error=str(exc))
         return _known_labels(settings)

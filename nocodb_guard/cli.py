@@ -8,7 +8,8 @@ Exit codes (stable, documented in the README):
       history: some decision matched)
 1     some rows deferred / health failing / check found problems /
       ``sweep --recheck-approved`` (without ``--apply``): some approved row would now be
-      rejected / evaluate: false approvals or rejections / history: nothing matched
+      rejected or sent to review / evaluate: false approvals or rejections /
+      history: nothing matched
 2     bad settings, bad references or a broken face stack
 3     NocoDB unreachable or the token / table refused
 4     another sweep is already running on this host
@@ -32,6 +33,7 @@ import structlog
 from nocodb_guard import __version__
 from nocodb_guard.errors import ConfigError, GuardError, NocoDBUnavailable, Stop
 from nocodb_guard.logs import Redactor, configure_logging, settings_secrets
+from nocodb_guard.models import Action, Verdict
 from nocodb_guard.settings import Settings, load_settings
 
 EXIT_OK, EXIT_DEFERRED, EXIT_CONFIG, EXIT_NOCODB, EXIT_LOCKED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
@@ -50,7 +52,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     _add_common(parser, top_level=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_inspection_commands(sub)
+    _add_moderation_commands(sub)
+    _add_trust_commands(sub)
+    for subparser in sub.choices.values():
+        _add_common(subparser, top_level=False)
+    return parser
 
+
+Subparsers = argparse._SubParsersAction  # argparse exposes no public name for it
+
+
+def _add_inspection_commands(sub: Subparsers[argparse.ArgumentParser]) -> None:
+    """Commands that look and change nothing: explain, references, check."""
     explain = sub.add_parser("explain", help="show what the pipeline sees in pictures")
     explain.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
     who = explain.add_mutually_exclusive_group(required=True)
@@ -67,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="settings, NocoDB, table schema and references")
     check.add_argument("--json", action="store_true")
 
+
+def _add_moderation_commands(sub: Subparsers[argparse.ArgumentParser]) -> None:
+    """Commands that moderate the table: sweep, run, health."""
     sweep = sub.add_parser("sweep", help="one moderation pass over pending rows")
     sweep.add_argument("--dry-run", action="store_true", help="decide everything, change nothing")
     sweep.add_argument("--limit", type=int, help="at most N rows")
@@ -75,11 +92,23 @@ def build_parser() -> argparse.ArgumentParser:
                        help="re-evaluate rows already approved; report those that now fail")
     sweep.add_argument("--apply", action="store_true", help="with --recheck-approved: act on them")
 
+    purge = sub.add_parser("purge", help="remove files NocoDB kept for rows that are gone")
+    purge.add_argument("--orphans", action="store_true", required=True,
+                       help="files of the table's attachment field that no row references")
+    purge.add_argument("--dry-run", action="store_true", help="list them, remove nothing")
+    purge.add_argument("--older-than", default="24h",
+                       help="only files first seen at least this long ago (default 24h)")
+    purge.add_argument("--json", action="store_true")
+
     sub.add_parser("run", help="the service: poll, sweep, repeat (systemd/container)")
 
     health = sub.add_parser("health", help="exit 0 when the daemon's last sweep is recent")
     health.add_argument("--max-age", type=float, help="seconds (default: heartbeat_max_age)")
+    health.add_argument("--json", action="store_true", help="print one JSON object")
 
+
+def _add_trust_commands(sub: Subparsers[argparse.ArgumentParser]) -> None:
+    """Commands that measure and explain the verdicts: evaluate, history."""
     evaluate = sub.add_parser("evaluate", help="calibrate tolerances on labelled photos")
     evaluate.add_argument("directory", type=Path, metavar="DIR")
     evaluate.add_argument("--self", dest="self_mode", action="store_true",
@@ -90,11 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     history = sub.add_parser("history", help="why was a row decided as it was")
     history.add_argument("--row", type=int)
     history.add_argument("--since", help="ISO date/time or a duration like 2h, 3d")
-    history.add_argument("--verdict", choices=["approved", "rejected", "deferred"])
+    history.add_argument("--verdict", choices=[v.value for v in Verdict])
     history.add_argument("--json", action="store_true")
-    for subparser in sub.choices.values():
-        _add_common(subparser, top_level=False)
-    return parser
 
 
 def _add_common(parser: argparse.ArgumentParser, *, top_level: bool) -> None:
@@ -265,10 +291,37 @@ def cmd_sweep(args: argparse.Namespace, settings: Settings) -> int:
         print(summary_text(result.summary()))
     if result.error:
         return EXIT_NOCODB
-    # A re-check that only reports exits 1 when an approved row would now be rejected:
-    # a cron job or a monitor can alert on it before anyone runs it with --apply.
-    would_change = any(o.action == "would_reject" for o in result.outcomes)
+    # A re-check that only reports exits 1 when an approved row would now be rejected or
+    # sent to review: a cron job or a monitor can alert on it before anyone runs --apply.
+    would = (Action.WOULD_REJECT, Action.WOULD_REVIEW)
+    would_change = any(o.action in would for o in result.outcomes)
     return EXIT_DEFERRED if result.deferred or result.stopped_early or would_change else EXIT_OK
+
+
+def cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from nocodb_guard.nocodb.client import NocoDBClient  # noqa: PLC0415
+    from nocodb_guard.service.locking import sweep_lock  # noqa: PLC0415
+    from nocodb_guard.storage.orphans import purge_orphans  # noqa: PLC0415
+    from nocodb_guard.trust.audit import parse_since  # noqa: PLC0415
+
+    try:
+        now = datetime.now(UTC)
+        older_than = (now - parse_since(args.older_than, now)).total_seconds()
+    except ValueError as exc:
+        raise ConfigError(str(exc).replace("--since", "--older-than")) from None
+    with NocoDBClient(settings) as client, sweep_lock(settings.state_dir):
+        report = purge_orphans(settings, client, older_than=older_than, dry_run=args.dry_run)
+    rows = report.rows()
+    if args.json:
+        _print_json({"orphans": rows, "dry_run": args.dry_run})
+    else:
+        for row in rows:
+            print(f"{row['status']:<16} {row['file']}  {row['detail']}".rstrip())
+        note = " (dry run: nothing removed)" if args.dry_run else ""
+        print(f"{len(rows)} orphaned file(s){note}")
+    return EXIT_OK if report.complete else EXIT_DEFERRED
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
@@ -281,7 +334,10 @@ def cmd_health(args: argparse.Namespace, settings: Settings) -> int:
     from nocodb_guard.service.health import check_health  # noqa: PLC0415
 
     status = check_health(settings.state_dir, args.max_age or settings.heartbeat_max_age)
-    print(status.message)
+    if args.json:
+        _print_json(status.as_json())
+    else:
+        print(status.message)
     return EXIT_OK if status.ok else EXIT_DEFERRED
 
 
@@ -330,6 +386,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "references": cmd_references,
     "check": cmd_check,
     "sweep": cmd_sweep,
+    "purge": cmd_purge,
     "run": cmd_run,
     "health": cmd_health,
     "evaluate": cmd_evaluate,

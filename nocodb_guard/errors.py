@@ -1,14 +1,22 @@
-"""One root exception, split by how the caller must react.
+"""One root exception; each error belongs to one of four reactions the code really has.
 
-- :class:`RetryLater`: transient (NocoDB down, 5xx, 429, timeouts, a half-downloaded file).
-  The row in hand is deferred untouched; the next pass tries again.
-- :class:`SkipRow`: this row cannot be handled now, the others can (it vanished, its URL is
-  not allowed). Never a reason to delete.
-- :class:`Stop`: nothing will work until a person acts (bad settings, bad references,
-  rejected token, broken face stack). The CLI maps each to an exit code.
+- **Retry later** (:class:`RetryLater`): transient (NocoDB down, 5xx, 429, timeouts, a
+  half-downloaded file). The row in hand is deferred untouched, or the whole tick fails;
+  the next pass tries again.
+- **This row only** (:class:`RowGone`, :class:`UrlNotAllowed`): the row cannot be handled
+  now, the others can. The sweep catches each by name (a vanished row is reported as gone,
+  an unallowed URL defers the row); neither is ever a reason to delete.
+- **A definitive fact about the upload** (:class:`BadPicture`, :class:`DownloadTooLarge`):
+  the bytes themselves are the verdict; the row is rejected with the matching ``Reason``.
+- **Stop** (:class:`Stop`): nothing will work until a person acts (bad settings, rejected
+  token, broken face stack, another sweep running). The CLI maps each to an exit code.
+  :class:`ReferenceSetError` stops start-up and the CLI, but a sweep downgrades it to the
+  rows of that one politician (see its docstring).
 """
 
 from __future__ import annotations
+
+from nocodb_guard.models import PictureProblem
 
 
 class GuardError(Exception):
@@ -27,16 +35,12 @@ class DownloadFailed(RetryLater):
     """An attachment could not be fully downloaded right now."""
 
 
-class SkipRow(GuardError):
-    """This row cannot be handled; leave it untouched and go on with the others."""
+class RowGone(GuardError):
+    """The row no longer exists (deleted by an admin between listing and acting): this row only."""
 
 
-class RowGone(SkipRow):
-    """The row no longer exists (deleted by an admin between listing and acting)."""
-
-
-class UrlNotAllowed(SkipRow):
-    """An attachment points outside the configured NocoDB origin and the allow-list."""
+class UrlNotAllowed(GuardError):
+    """An attachment points outside the NocoDB origin and the allow-list: the row is deferred."""
 
 
 class DownloadTooLarge(GuardError):
@@ -56,7 +60,12 @@ class ConfigError(Stop):
 
 
 class ReferenceSetError(Stop):
-    """A politician's reference photos are unusable (missing, unreadable, not exactly one face)."""
+    """A politician's reference photos are unusable (unreadable, not exactly one face).
+
+    A Stop where a person is there to act: start-up, ``check``, ``explain``. While the
+    service runs (an admin replaced a photo), the sweep catches it per row and defers only
+    that politician's rows, so one bad folder never halts moderation of the others.
+    """
 
     exit_code = 2
 
@@ -69,12 +78,6 @@ class FaceStackError(Stop):
 
 class NocoDBAuthError(Stop):
     """NocoDB refused the token (401/403) or the table does not exist."""
-
-    exit_code = 3
-
-
-class NocoDBUnreachable(Stop):
-    """NocoDB could not be reached at all at start-up (for one-shot commands)."""
 
     exit_code = 3
 
@@ -94,10 +97,11 @@ class AlreadyRunning(Stop):
 class BadPicture(GuardError):
     """The bytes are not a picture we can judge: a definitive fact about the upload.
 
-    ``reason`` is one of ``not_an_image``, ``unreadable``, ``too_large``, ``animated``.
+    ``reason`` travels as the :class:`~nocodb_guard.models.Reason` the row is rejected with
+    (not an image, unreadable, too large, animated).
     """
 
-    def __init__(self, reason: str, detail: str) -> None:
+    def __init__(self, reason: PictureProblem, detail: str) -> None:
         super().__init__(detail)
         self.reason = reason
         self.detail = detail

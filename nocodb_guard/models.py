@@ -8,14 +8,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Literal
 
 
 class Verdict(StrEnum):
-    """What happens to a row: approved (tagged), rejected (deleted) or deferred (untouched)."""
+    """What happens to a row: approved (tagged), rejected (deleted) or deferred (untouched).
+
+    ``review`` (only with a ``review_band``): the distance is too close to the tolerance to
+    approve or delete on it; the row is tagged for an admin and never deleted.
+    """
 
     APPROVED = "approved"
     REJECTED = "rejected"
     DEFERRED = "deferred"
+    REVIEW = "review"
 
 
 class Reason(StrEnum):
@@ -35,16 +41,49 @@ class Reason(StrEnum):
     FACE_TOO_SMALL = "face_too_small"
     MULTIPLE_FACES = "multiple_faces"
     NO_MATCH = "no_match"
+    # review: tagged for an admin, neither approved nor deleted
+    NEAR_TOLERANCE = "near_tolerance"
     # deferred: the row stays untouched for a later pass
     UNKNOWN_POLITICIAN = "unknown_politician"
     URL_NOT_ALLOWED = "url_not_allowed"
     TRANSIENT_ERROR = "transient_error"
 
 
-#: Reasons a single picture can fail on, before any face is compared.
-PICTURE_PROBLEMS = frozenset(
-    {Reason.NOT_AN_IMAGE, Reason.UNREADABLE, Reason.TOO_LARGE, Reason.ANIMATED}
-)
+PictureProblem = Literal[
+    Reason.NOT_AN_IMAGE, Reason.UNREADABLE, Reason.TOO_LARGE, Reason.ANIMATED
+]
+"""Reasons a single picture can fail on, before any face is compared: facts about it."""
+
+PictureFailure = Literal[Reason.TRANSIENT_ERROR]
+"""A picture that could not be analysed (its worker died or hit the time limit): no fact
+about the picture, so its row is deferred."""
+
+
+class Action(StrEnum):
+    """What a sweep did to a row in NocoDB. Values are stable: they appear in audit and JSON."""
+
+    APPROVED = "approved"
+    """Tagged approved."""
+    DELETED = "deleted"
+    TAGGED_REJECTED = "tagged_rejected"
+    """Tagged rejected instead of deleted (``reject_action = "tag"``)."""
+    ALREADY_GONE = "already_gone"
+    """Rejected, but the row had already been deleted: the goal holds."""
+    NONE = "none"
+    """Deferred: nothing was changed."""
+    DRY_RUN = "dry_run"
+    GONE = "gone"
+    """The row vanished before it could be acted on."""
+    CHANGED_MEANWHILE = "changed_meanwhile"
+    """Not deleted: someone edited the row after it was read."""
+    STILL_APPROVED = "still_approved"
+    """Re-check: an approved row still passes."""
+    WOULD_REJECT = "would_reject"
+    """Re-check without ``apply``: an approved row now fails, left as it is."""
+    TAGGED_REVIEW = "tagged_review"
+    """Tagged ``status_review`` for an admin: the distance lies in the review band."""
+    WOULD_REVIEW = "would_review"
+    """Re-check without ``apply``: an approved row now lies in the review band, left as it is."""
 
 
 @dataclass(frozen=True)
@@ -79,12 +118,14 @@ class PictureAnalysis:
     """What the pipeline saw in one picture. No pixels, no encodings.
 
     ``problem`` is set when the bytes could not be turned into a picture (not an image,
-    unreadable, too large); then ``faces`` is empty. ``distances`` holds the distance of
-    the single face to each reference, and is empty unless exactly one face was kept.
+    unreadable, too large, animated), or to ``transient_error`` when the picture could not
+    be analysed at all (its worker died or hit the time limit); then ``faces`` is empty.
+    ``distances`` holds the distance of the single face to each reference, and is empty
+    unless exactly one face was kept.
     """
 
     name: str
-    problem: Reason | None = None
+    problem: PictureProblem | PictureFailure | None = None
     detail: str = ""
     format: str | None = None
     original_size: tuple[int, int] | None = None
@@ -110,10 +151,6 @@ class Decision:
     distance: float | None = None
     tolerance: float | None = None
 
-    @property
-    def is_final(self) -> bool:
-        return self.verdict is not Verdict.DEFERRED
-
 
 @dataclass(frozen=True)
 class Attachment:
@@ -124,6 +161,8 @@ class Attachment:
     size: int | None = None
     path: str | None = None
     signed_path: str | None = None
+    thumbnail_links: tuple[str, ...] = ()
+    """``signedPath`` of each thumbnail: fetched anonymously to verify a purge."""
     url: str | None = None
     signed_url: str | None = None
     id: str | None = None
@@ -149,12 +188,22 @@ class Row:
 
 
 @dataclass(frozen=True)
+class RowWrite:
+    """One row to tag or delete, with the plain-words reason written to it."""
+
+    row_id: int
+    reason_text: str
+
+
+@dataclass(frozen=True)
 class RowOutcome:
     """What a sweep did with one row: logged, audited and shown in the summary."""
 
     row_id: int
     politician: str | None
     decision: Decision
-    action: str  # "approved", "deleted", "tagged_rejected", "none", "dry_run", "gone"
+    action: Action
     pictures: tuple[PictureAnalysis, ...] = ()
+    files_purged: int | None = None
+    """Stored files removed from NocoDB's storage with the deleted row; None: no purge ran."""
     timings: dict[str, float] = field(default_factory=dict)

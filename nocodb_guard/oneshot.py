@@ -6,10 +6,10 @@ from collections.abc import Callable
 
 from nocodb_guard.models import RowOutcome
 from nocodb_guard.nocodb.schema import require_schema
+from nocodb_guard.report import SweepResult
 from nocodb_guard.runtime import build_runtime
 from nocodb_guard.service.signals import Flags
 from nocodb_guard.settings import Settings
-from nocodb_guard.sweep import SweepResult
 
 
 def run_one_sweep(

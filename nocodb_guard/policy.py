@@ -10,14 +10,15 @@ Deleting is irreversible, so the order of the rules matters:
    same row could not be fetched: that verdict is drawn from a picture we did see;
 4. any other failure to see every picture (transient download error, URL not allowed,
    a face worker that died or hit the time limit per picture) defers the row;
-5. only then are distances compared: every picture must match.
+5. only then are distances compared: every picture must match. With a review band, a
+   worst distance inside ``[low, high]`` is neither approved nor rejected: ``review``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nocodb_guard.models import PICTURE_PROBLEMS, Decision, PictureAnalysis, Reason, Verdict
+from nocodb_guard.models import Decision, PictureAnalysis, PictureProblem, Reason, Verdict
 
 
 @dataclass(frozen=True)
@@ -25,21 +26,24 @@ class RowEvidence:
     """Everything :func:`decide` may look at for one row."""
 
     politician: str | None
-    has_references: bool
+    tolerance: float | None
+    """The tolerance of the politician's reference set; None when there is no usable set."""
     attachment_count: int
     pictures: tuple[PictureAnalysis, ...] = ()
     failure: Reason | None = None
     """Why some picture could not be seen (``transient_error`` or ``url_not_allowed``)."""
     failure_detail: str = ""
+    review_band: tuple[float, float] | None = None
+    """The politician's review band (``[low, high]``, around the tolerance); None: no band."""
 
 
-def decide(evidence: RowEvidence, *, tolerance: float, max_attachments: int) -> Decision:
+def decide(evidence: RowEvidence, *, max_attachments: int) -> Decision:
     """Apply the rules above, first match wins."""
     return (
         _row_rules(evidence, max_attachments)
         or _picture_rules(evidence)
         or _failure_rule(evidence)
-        or _match_rule(evidence, tolerance)
+        or _match_rule(evidence)
     )
 
 
@@ -61,7 +65,7 @@ def _row_rules(evidence: RowEvidence, max_attachments: int) -> Decision | None:
         )
     if not (evidence.politician or "").strip():
         return _reject(Reason.NO_POLITICIAN, "no politician chosen")
-    if not evidence.has_references:
+    if evidence.tolerance is None:
         return _defer(
             Reason.UNKNOWN_POLITICIAN,
             f"no reference photos configured for {evidence.politician!r}",
@@ -82,7 +86,7 @@ def _label(index: int, evidence: RowEvidence) -> str:
 
 
 def _picture_problem(picture: PictureAnalysis, label: str) -> Decision | None:
-    if picture.problem is not None and picture.problem not in PICTURE_PROBLEMS:
+    if picture.problem is Reason.TRANSIENT_ERROR:
         return None  # not a fact about the picture (its worker died): _failure_rule defers
     if picture.problem is not None:
         detail = f": {picture.detail}" if picture.detail else ""
@@ -97,7 +101,7 @@ def _picture_problem(picture: PictureAnalysis, label: str) -> Decision | None:
     return None
 
 
-_PROBLEM_WORDS = {
+_PROBLEM_WORDS: dict[PictureProblem, str] = {
     Reason.NOT_AN_IMAGE: "is not an image",
     Reason.UNREADABLE: "is corrupt or truncated",
     Reason.TOO_LARGE: "is too large",
@@ -110,7 +114,7 @@ def _failure_rule(evidence: RowEvidence) -> Decision | None:
         detail = f": {evidence.failure_detail}" if evidence.failure_detail else ""
         return _defer(evidence.failure, f"could not fetch every picture{detail}")
     for index, picture in enumerate(evidence.pictures, start=1):
-        if picture.problem is not None and picture.problem not in PICTURE_PROBLEMS:
+        if picture.problem is Reason.TRANSIENT_ERROR:
             label = _label(index, evidence)
             return _defer(picture.problem, f"{label} could not be analysed: {picture.detail}")
     if len(evidence.pictures) != evidence.attachment_count:
@@ -118,7 +122,9 @@ def _failure_rule(evidence: RowEvidence) -> Decision | None:
     return None
 
 
-def _match_rule(evidence: RowEvidence, tolerance: float) -> Decision:
+def _match_rule(evidence: RowEvidence) -> Decision:
+    tolerance = evidence.tolerance
+    assert tolerance is not None  # _row_rules deferred the row otherwise
     distances = [picture.distance for picture in evidence.pictures]
     if any(distance is None for distance in distances):
         # One face but no distance: the references were empty. Never delete on that.
@@ -126,6 +132,15 @@ def _match_rule(evidence: RowEvidence, tolerance: float) -> Decision:
     worst = max(d for d in distances if d is not None)
     who = evidence.politician
     words = f"distance {worst:.2f} to {who} (tolerance {tolerance:.2f})"
+    band = evidence.review_band
+    if band is not None and band[0] <= worst <= band[1]:
+        return Decision(
+            Verdict.REVIEW,
+            Reason.NEAR_TOLERANCE,
+            f"{words}: inside the review band {band[0]:.2f}-{band[1]:.2f}, left for an admin",
+            worst,
+            tolerance,
+        )
     if worst <= tolerance:
         count = len(distances)
         prefix = "1 face," if count == 1 else f"{count} pictures, 1 face each, largest"

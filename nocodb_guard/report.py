@@ -5,10 +5,57 @@ Only counts, sizes, distances and reasons are rendered: never pixels or encoding
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from nocodb_guard.models import Decision, PictureAnalysis, RowOutcome
+from nocodb_guard.models import Decision, PictureAnalysis, RowOutcome, Verdict
+
+
+@dataclass
+class SweepResult:
+    outcomes: list[RowOutcome] = field(default_factory=list)
+    seconds: float = 0.0
+    stopped_early: bool = False
+    error: str | None = None
+    """Set when the pass was cut short by NocoDB becoming unavailable."""
+
+    @property
+    def deferred(self) -> int:
+        return sum(1 for o in self.outcomes if o.decision.verdict is Verdict.DEFERRED)
+
+    def summary(self) -> dict[str, Any]:
+        verdicts = Counter(o.decision.verdict.value for o in self.outcomes)
+        rejected = Counter(
+            o.decision.reason.value
+            for o in self.outcomes
+            if o.decision.verdict is Verdict.REJECTED
+        )
+        deferred = Counter(
+            o.decision.reason.value
+            for o in self.outcomes
+            if o.decision.verdict is Verdict.DEFERRED
+        )
+        return {
+            "rows": len(self.outcomes),
+            "approved": verdicts.get("approved", 0),
+            "rejected": verdicts.get("rejected", 0),
+            "deferred": verdicts.get("deferred", 0),
+            "review": verdicts.get("review", 0),
+            "rejected_by_reason": dict(rejected),
+            "deferred_by_reason": dict(deferred),
+            "seconds": round(self.seconds, 3),
+            "stopped_early": self.stopped_early,
+            "error": self.error,
+        }
+
+    def status_line(self) -> str:
+        """One short line for systemd's STATUS= and the console."""
+        s = self.summary()
+        text = f"{s['rows']} rows: {s['approved']} approved, {s['rejected']} rejected, "
+        text += f"{s['deferred']} deferred, {s['review']} for review in {s['seconds']:.1f}s"
+        return text + (f" ({self.error})" if self.error else "")
 
 
 def picture_json(picture: PictureAnalysis) -> dict[str, Any]:
@@ -67,7 +114,8 @@ def outcome_json(outcome: RowOutcome) -> dict[str, Any]:
         "reason": decision.reason.value,
         "distance": _round(decision.distance),
         "tolerance": decision.tolerance,
-        "action": outcome.action,
+        "action": outcome.action.value,
+        "files_purged": outcome.files_purged,
         "explanation": decision.explanation,
         "pictures": [picture_json(p) for p in outcome.pictures],
     }
@@ -77,7 +125,7 @@ def outcome_line(outcome: RowOutcome) -> str:
     d = outcome.decision
     return (
         f"row {outcome.row_id:>6}  {d.verdict.value:<9} {d.reason.value:<21} "
-        f"{outcome.action:<17} {outcome.politician or '-'}: {d.explanation}"
+        f"{outcome.action.value:<17} {outcome.politician or '-'}: {d.explanation}"
     )
 
 
@@ -89,8 +137,8 @@ def table(outcomes: Iterable[RowOutcome]) -> str:
 def summary_text(summary: dict[str, Any]) -> str:
     parts = [
         f"{summary['rows']} rows: {summary['approved']} approved, "
-        f"{summary['rejected']} rejected, {summary['deferred']} deferred "
-        f"({summary['seconds']:.1f}s)"
+        f"{summary['rejected']} rejected, {summary['deferred']} deferred, "
+        f"{summary['review']} for review ({summary['seconds']:.1f}s)"
     ]
     for key in ("rejected_by_reason", "deferred_by_reason"):
         if summary[key]:

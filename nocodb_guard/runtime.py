@@ -16,6 +16,8 @@ from nocodb_guard.faces.workers import Analyzer, make_analyzer
 from nocodb_guard.nocodb.client import NocoDBClient
 from nocodb_guard.nocodb.transport import RequestObserver
 from nocodb_guard.settings import Settings
+from nocodb_guard.storage.config import build_purger
+from nocodb_guard.storage.purge import Purger
 from nocodb_guard.sweep import Recorder, Sweeper, SweepOptions
 from nocodb_guard.trust.audit import AuditLog, settings_version
 
@@ -28,7 +30,8 @@ class Runtime:
     client: NocoDBClient
     references: ReferenceStore
     analyzer: Analyzer
-    audit: AuditLog | None
+    purger: Purger | None = None
+    """Removes deleted rows' files from NocoDB's storage; None when not configured."""
     recorders: list[Recorder] = field(default_factory=list)
 
     def sweeper(
@@ -44,9 +47,9 @@ class Runtime:
             limit=limit,
             recheck_approved=recheck_approved,
             apply=apply,
-            tolerance=self.settings.tolerance,
             max_attachments=self.settings.max_attachments,
             prefetch=max(2, 2 * max(self.settings.workers, 1)),
+            act_batch=self.settings.act_batch,
         )
         return Sweeper(
             self.client,
@@ -54,12 +57,15 @@ class Runtime:
             self.analyzer,
             options,
             recorders=tuple(self.recorders),
-            tolerance_for=self.settings.tolerance_for,
+            # A pass that changes nothing in NocoDB changes nothing in its storage either.
+            purger=None if dry_run or (recheck_approved and not apply) else self.purger,
         )
 
     def close(self) -> None:
         self.analyzer.close()
         self.client.close()
+        if self.purger is not None:
+            self.purger.close()
 
 
 def build_runtime(
@@ -77,7 +83,7 @@ def build_runtime(
     """
     config = PipelineConfig.from_settings(settings)
     client = NocoDBClient(settings, observer=observer, sleep=sleep)
-    references = ReferenceStore.from_settings(settings)
+    references = ReferenceStore.from_settings(settings, config=config)
     audit_log = (
         AuditLog(
             settings.state_dir,
@@ -93,7 +99,7 @@ def build_runtime(
         client=client,
         references=references,
         analyzer=make_analyzer(config, settings.workers),
-        audit=audit_log,
+        purger=build_purger(settings, client),
     )
     if audit_log is not None:
         runtime.recorders.append(audit_log)

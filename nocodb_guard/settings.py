@@ -23,7 +23,15 @@ import unicodedata
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -39,6 +47,19 @@ TOKEN_FILE_NAMES = ("nocodb_token", "NOCODB_GUARD_NOCODB_TOKEN")
 DEFAULT_SECRET_DIRS = (Path("/run/secrets"),)
 
 
+ReviewBand = tuple[
+    Annotated[float, Field(ge=0.0, le=1.5)], Annotated[float, Field(ge=0.0, le=1.5)]
+]
+"""``[low, high]``: distances in it are neither approved nor deleted but tagged for review."""
+
+
+def check_band(band: ReviewBand | None) -> ReviewBand | None:
+    """A band must have some width: ``low < high``."""
+    if band is not None and not band[0] < band[1]:
+        raise ValueError(f"review_band {list(band)}: low must be below high")
+    return band
+
+
 class Politician(BaseModel):
     """One option of the form's select field and where its reference photos live."""
 
@@ -48,6 +69,13 @@ class Politician(BaseModel):
     """Folder under ``reference_dir``; default: the slugified label (``Jane Doe``: ``jane_doe``)."""
     tolerance: float | None = Field(default=None, gt=0.0, le=1.5)
     """Per-politician distance tolerance; default: the global ``tolerance``."""
+    review_band: ReviewBand | None = None
+    """Per-politician review band; default: the global ``review_band``."""
+
+    @field_validator("review_band")
+    @classmethod
+    def _ordered(cls, band: ReviewBand | None) -> ReviewBand | None:
+        return check_band(band)
 
     @field_validator("folder")
     @classmethod
@@ -111,10 +139,18 @@ class Settings(BaseSettings):
     """Long-text field that receives the plain-words explanation; empty string to disable."""
     status_approved: str = "approved"
     status_rejected: str = "rejected"
+    status_review: str = "review"
+    """Status given to rows whose distance lies in ``review_band`` (only when a band is set)."""
     reject_action: Literal["delete", "tag"] = "delete"
     """``delete`` removes rejected rows; ``tag`` sets ``status_rejected`` for human review."""
     page_size: int = Field(default=100, ge=1, le=1000)
     """Rows per listing request (NocoDB caps at 1000)."""
+    act_batch: int = Field(default=25, ge=1, le=1000)
+    """Decided rows written together: one re-read, one bulk delete, one bulk update a page.
+
+    Larger spends fewer requests (NocoDB 0.301.4+ allows 5 a second); smaller writes each
+    decision sooner, and leaves less for the next pass to decide again after a crash.
+    """
     # NoDecode: the environment gives "a.example,b.example", not JSON (the validator splits it).
     allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ()
     """Extra hosts attachments may come from (S3-like storage). Exact host names, no wildcards."""
@@ -122,10 +158,25 @@ class Settings(BaseSettings):
     read_timeout: float = Field(default=30.0, gt=0)
     retry_seconds: float = Field(default=60.0, ge=0)
     """Time budget for retrying one NocoDB request (5xx, 429, timeouts) before deferring."""
+    rate_limit: float = Field(default=4.0, ge=0)
+    """Data API requests per second the guard allows itself; 0 turns pacing off.
+
+    NocoDB 0.301.4+ allows 5 a second per token (``NC_DATA_COUNT`` per ``NC_DATA_API_TTL``),
+    then blocks the token for 30 s: 4 leaves room for network jitter. Set it to 80% of your
+    server's limit; ``X-RateLimit-Remaining: 0`` and 429s are honoured whatever it says.
+    """
+    meta_rate_limit: float = Field(default=0.9, ge=0)
+    """Meta API (table schema) requests per second; NocoDB allows 60 a minute. 0: off."""
     max_download_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
     """Byte cap per attachment, enforced while streaming (NocoDB's default upload cap: 20 MiB)."""
     max_attachments: int = Field(default=5, ge=1)
     """More files than this in one row is rejected (``too_many_attachments``)."""
+
+    nocodb_data_dir: Path | None = None
+    """NocoDB's data folder, the one holding ``nc/uploads`` (NocoDB's ``NC_TOOL_DIR``;
+    ``/usr/app/data`` in its Docker image). Set, the files of deleted rows are purged from
+    it (the service needs write access: ``ReadWritePaths=``). Unset, nothing is purged and
+    deleted uploads stay on NocoDB's disk, still served by their path."""
 
     # --- references and matching -------------------------------------------------------
     reference_dir: Path = Path("reference_faces")
@@ -133,6 +184,10 @@ class Settings(BaseSettings):
     """Form option label -> folder/tolerance. Options not listed use the slugified label."""
     tolerance: float = Field(default=0.6, gt=0.0, le=1.5)
     """face_recognition's documented best for its 128-d encodings; lower is stricter."""
+    review_band: ReviewBand | None = None
+    """Off by default. ``[low, high]`` around the tolerance: a distance inside it is neither
+    approved nor deleted; the row is tagged ``status_review`` for an admin. Per politician
+    too, like ``tolerance``."""
 
     # --- image and face pipeline ---------------------------------------------------------
     max_pixels: int = Field(default=120_000_000, ge=10_000)
@@ -201,6 +256,12 @@ class Settings(BaseSettings):
             raise ValueError(problem)  # names the problem, never the value
         return SecretStr(value.get_secret_value().strip())
 
+    @field_validator("nocodb_data_dir", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        """``NOCODB_GUARD_NOCODB_DATA_DIR=`` (empty) means unset, not the current folder."""
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("allowed_hosts", mode="before")
     @classmethod
     def _split_hosts(cls, value: Any) -> Any:
@@ -212,6 +273,24 @@ class Settings(BaseSettings):
             return tuple(h for h in hosts if h != "")
         return value
 
+    @field_validator("review_band")
+    @classmethod
+    def _band_ordered(cls, band: ReviewBand | None) -> ReviewBand | None:
+        return check_band(band)
+
+    @model_validator(mode="after")
+    def _bands_around_tolerances(self) -> Settings:
+        """A band that does not contain its tolerance would approve or delete inside it."""
+        for label in ("", *self.politicians):
+            band = self.review_band_for(label) if label else self.review_band
+            tolerance = self.tolerance_for(label) if label else self.tolerance
+            if band is not None and not band[0] <= tolerance <= band[1]:
+                where = f"politician {label!r}" if label else "global"
+                raise ValueError(
+                    f"review_band {list(band)} ({where}) must contain the tolerance {tolerance}"
+                )
+        return self
+
     # --- derived -------------------------------------------------------------------------------
     def politician(self, label: str) -> Politician:
         """Configuration for a form option, filling in the defaults."""
@@ -219,6 +298,7 @@ class Settings(BaseSettings):
         return Politician(
             folder=configured.folder or slugify(label),
             tolerance=configured.tolerance or self.tolerance,
+            review_band=configured.review_band or self.review_band,
         )
 
     def reference_folder(self, label: str) -> Path:
@@ -230,6 +310,15 @@ class Settings(BaseSettings):
         tolerance = self.politician(label).tolerance
         assert tolerance is not None
         return tolerance
+
+    def review_band_for(self, label: str) -> ReviewBand | None:
+        return self.politician(label).review_band
+
+    def uses_review(self) -> bool:
+        """Whether any politician can get a ``review`` verdict (``check`` then needs the option)."""
+        return self.review_band is not None or any(
+            p.review_band is not None for p in self.politicians.values()
+        )
 
     def token(self) -> str:
         """The API token, for the one place that puts it in a header."""
@@ -359,6 +448,9 @@ def format_validation_error(exc: ValidationError) -> str:
     """One line per bad setting, naming it the way an operator would set it."""
     lines = []
     for error in exc.errors():
-        name = ".".join(str(part) for part in error["loc"]) or "settings"
+        if not error["loc"]:  # a rule across settings (review_band vs tolerance)
+            lines.append(error["msg"].removeprefix("Value error, "))
+            continue
+        name = ".".join(str(part) for part in error["loc"])
         lines.append(f"{name} ({ENV_PREFIX}{str(error['loc'][0]).upper()}): {error['msg']}")
     return "invalid settings: " + "; ".join(lines)

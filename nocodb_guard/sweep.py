@@ -6,21 +6,24 @@ Pipelining: while the main thread decides and acts on row *n*, a small thread po
 already downloading the next rows and handing their pictures to the face workers. The
 window of rows in flight is bounded, so memory stays flat however long the backlog is.
 
+Decided rows are written by pages (:mod:`nocodb_guard.acting`): three requests a page.
+
 Safety: one bad row never stops the pass; a transient failure defers the row untouched;
-before a row is deleted it is read again, and left alone if an admin changed it meanwhile.
+before a row is written it is read again, and left alone if an admin changed it meanwhile.
 """
 
 from __future__ import annotations
 
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Protocol, TypeAlias
 
 import structlog
 
+from nocodb_guard.acting import Acted, BulkClient, Intent, Purger, act_on_page
 from nocodb_guard.errors import (
     DownloadFailed,
     DownloadTooLarge,
@@ -34,6 +37,7 @@ from nocodb_guard.errors import (
 from nocodb_guard.faces.references import ReferenceSet
 from nocodb_guard.faces.workers import Analyzer
 from nocodb_guard.models import (
+    Action,
     Attachment,
     Decision,
     PictureAnalysis,
@@ -43,24 +47,20 @@ from nocodb_guard.models import (
     Verdict,
 )
 from nocodb_guard.policy import RowEvidence, decide
+from nocodb_guard.report import SweepResult
 
 log = structlog.get_logger("nocodb_guard.sweep")
+_RECHECK_WOULD = {Verdict.REJECTED: Action.WOULD_REJECT, Verdict.REVIEW: Action.WOULD_REVIEW}
 
 
-class Client(Protocol):
+class Client(BulkClient, Protocol):
     """The part of :class:`nocodb_guard.nocodb.client.NocoDBClient` a sweep uses."""
 
     def iter_pending(self, limit: int | None = None) -> Iterator[Row]: ...
 
     def iter_approved(self, limit: int | None = None) -> Iterator[Row]: ...
 
-    def get_row(self, row_id: int) -> Row: ...
-
     def download(self, attachment: Attachment, row_id: int) -> bytes: ...
-
-    def approve(self, row_id: int, reason_text: str) -> str: ...
-
-    def reject(self, row_id: int, reason_text: str) -> str: ...
 
 
 class References(Protocol):
@@ -77,73 +77,76 @@ class Recorder(Protocol):
 class SweepOptions:
     dry_run: bool = False
     limit: int | None = None
-    tolerance: float = 0.6
     max_attachments: int = 5
     prefetch: int = 4
     """Rows downloaded and analysed ahead of the one being acted on."""
     download_threads: int = 4
+    act_batch: int = 25
+    """Decided rows written together: one re-read, one bulk delete, one bulk update."""
     recheck_approved: bool = False
     """Re-evaluate rows already approved instead of pending ones (references changed?)."""
     apply: bool = False
     """With ``recheck_approved``: act on rows that now fail (else only report them)."""
 
 
-@dataclass
-class SweepResult:
-    outcomes: list[RowOutcome] = field(default_factory=list)
-    seconds: float = 0.0
-    stopped_early: bool = False
-    error: str | None = None
-    """Set when the pass was cut short by NocoDB becoming unavailable."""
+@dataclass(frozen=True)
+class _Deferral:
+    """An attachment that cannot be seen now (transient error, URL not allowed)."""
 
-    @property
-    def deferred(self) -> int:
-        return sum(1 for o in self.outcomes if o.decision.verdict is Verdict.DEFERRED)
+    reason: Reason
+    detail: str
 
-    def summary(self) -> dict[str, Any]:
-        verdicts = Counter(o.decision.verdict.value for o in self.outcomes)
-        rejected = Counter(
-            o.decision.reason.value
-            for o in self.outcomes
-            if o.decision.verdict is Verdict.REJECTED
-        )
-        deferred = Counter(
-            o.decision.reason.value
-            for o in self.outcomes
-            if o.decision.verdict is Verdict.DEFERRED
-        )
-        return {
-            "rows": len(self.outcomes),
-            "approved": verdicts.get("approved", 0),
-            "rejected": verdicts.get("rejected", 0),
-            "deferred": verdicts.get("deferred", 0),
-            "rejected_by_reason": dict(rejected),
-            "deferred_by_reason": dict(deferred),
-            "seconds": round(self.seconds, 3),
-            "stopped_early": self.stopped_early,
-            "error": self.error,
-        }
 
-    def status_line(self) -> str:
-        """One short line for systemd's STATUS= and the console."""
-        s = self.summary()
-        text = f"{s['rows']} rows: {s['approved']} approved, {s['rejected']} rejected, "
-        text += f"{s['deferred']} deferred in {s['seconds']:.1f}s"
-        return text + (f" ({self.error})" if self.error else "")
+_Slot: TypeAlias = Future[PictureAnalysis] | PictureAnalysis | _Deferral
+"""One attachment: being analysed, refused while downloading (``too_large``), or deferred."""
 
 
 @dataclass
 class _Prepared:
-    """A row whose pictures are downloaded and submitted for analysis."""
+    """A row whose pictures are downloaded and submitted for analysis.
+
+    One slot per attachment tried, in upload order: "picture N" in a reason and the audit
+    is the N-th file. A deferral ends the slots (the row waits for a later pass anyway).
+    """
 
     row: Row
     references: ReferenceSet | None
-    futures: list[Future[PictureAnalysis]] = field(default_factory=list)
-    bad_pictures: list[PictureAnalysis] = field(default_factory=list)
-    failure: Reason | None = None
-    failure_detail: str = ""
+    slots: list[_Slot] = field(default_factory=list)
     gone: bool = False
     download_seconds: float = 0.0
+
+    def pictures(self) -> list[PictureAnalysis]:
+        """Every picture seen, in upload order; waits for the face workers."""
+        return [
+            slot.result() if isinstance(slot, Future) else slot
+            for slot in self.slots
+            if not isinstance(slot, _Deferral)
+        ]
+
+    def evidence(self, pictures: list[PictureAnalysis]) -> RowEvidence:
+        """What the policy decides on: the pictures seen, and why the rest could not be."""
+        deferral = next((s for s in self.slots if isinstance(s, _Deferral)), None)
+        return RowEvidence(
+            politician=self.row.politician,
+            tolerance=None if self.references is None else self.references.tolerance,
+            review_band=None if self.references is None else self.references.review_band,
+            attachment_count=len(self.row.attachments),
+            pictures=tuple(pictures),
+            failure=None if deferral is None else deferral.reason,
+            failure_detail="" if deferral is None else deferral.detail,
+        )
+
+
+@dataclass(frozen=True)
+class _Decided:
+    """A decided row waiting for its page's write; ``action`` set when nothing is to write."""
+
+    prepared: _Prepared
+    decision: Decision
+    pictures: list[PictureAnalysis]
+    started: float
+    analysed: float
+    action: Action | None
 
 
 class Sweeper:
@@ -156,14 +159,14 @@ class Sweeper:
         analyzer: Analyzer,
         options: SweepOptions,
         recorders: tuple[Recorder, ...] = (),
-        tolerance_for: Callable[[str], float] | None = None,
+        purger: Purger | None = None,
     ) -> None:
         self._client = client
         self._references = references
         self._analyzer = analyzer
         self._options = options
         self._recorders = recorders
-        self._tolerance_for = tolerance_for
+        self._purger = purger
 
     def run(
         self,
@@ -173,11 +176,14 @@ class Sweeper:
         """One pass. Raises only what stops everything (auth, schema); see module doc."""
         started = time.perf_counter()
         result = SweepResult()
+        if self._purger is not None:
+            self._purger.retry()
         if self._options.recheck_approved:
             rows = self._client.iter_approved(limit=self._options.limit)
         else:
             rows = self._client.iter_pending(limit=self._options.limit)
         window: deque[Future[_Prepared]] = deque()
+        page: list[_Decided] = []
         with ThreadPoolExecutor(
             max_workers=self._options.download_threads, thread_name_prefix="download"
         ) as pool:
@@ -187,10 +193,11 @@ class Sweeper:
                     if should_stop():
                         result.stopped_early = True
                         break
-                    outcome = self._next_outcome(window.popleft())
+                    page.append(self._next_decided(window.popleft()))
                     self._fill(window, rows, pool)
-                    result.outcomes.append(outcome)
-                    self._report(outcome, on_outcome)
+                    if len(page) >= self._options.act_batch or not window:
+                        self._flush(page, result, on_outcome)
+                self._flush(page, result, on_outcome)  # a stop still writes what is decided
             except NocoDBUnavailable as exc:
                 result.error = str(exc)
                 log.warning("sweep_interrupted", error=str(exc))
@@ -201,7 +208,7 @@ class Sweeper:
         log.info("sweep_done", **result.summary())
         return result
 
-    def _next_outcome(self, future: Future[_Prepared]) -> RowOutcome:
+    def _next_decided(self, future: Future[_Prepared]) -> _Decided:
         """One row, guarded: a bug or a crashed worker defers this row, the pass goes on."""
         prepared = future.result()
         try:
@@ -214,7 +221,23 @@ class Sweeper:
                 Verdict.DEFERRED, Reason.TRANSIENT_ERROR, f"internal error: {type(exc).__name__}"
             )
             now = time.perf_counter()
-            return self._outcome(prepared, decision, "none", [], now, now)
+            return _Decided(prepared, decision, [], now, now, Action.NONE)
+
+    def _flush(
+        self,
+        page: list[_Decided],
+        result: SweepResult,
+        on_outcome: Callable[[RowOutcome], None] | None,
+    ) -> None:
+        """Write the page's decided rows at once, then report each in row order."""
+        intents = [Intent(d.prepared.row, d.decision) for d in page if d.action is None]
+        acted = act_on_page(self._client, intents, self._purger)
+        for d in page:
+            done = Acted(d.action) if d.action is not None else acted[d.prepared.row.id]
+            outcome = self._outcome(d, done)
+            result.outcomes.append(outcome)
+            self._report(outcome, on_outcome)
+        page.clear()
 
     # --- stages -------------------------------------------------------------------------------
     def _fill(
@@ -235,9 +258,14 @@ class Sweeper:
         if len(row.attachments) > self._options.max_attachments:
             return prepared
         started = time.perf_counter()
-        for index, attachment in enumerate(row.attachments, start=1):
-            if not self._prepare_one(prepared, attachment, index):
-                break
+        try:
+            for index, attachment in enumerate(row.attachments, start=1):
+                slot = self._slot(row.id, attachment, f"picture {index}", refs)
+                prepared.slots.append(slot)
+                if isinstance(slot, _Deferral):
+                    break
+        except RowGone:
+            prepared.gone = True
         prepared.download_seconds = time.perf_counter() - started
         return prepared
 
@@ -251,122 +279,62 @@ class Sweeper:
             log.error("references_unusable", politician=row.politician, error=str(exc))
             return None
 
-    def _prepare_one(self, prepared: _Prepared, attachment: Attachment, index: int) -> bool:
-        name = f"picture {index}"
+    def _slot(self, row_id: int, attachment: Attachment, name: str, refs: ReferenceSet) -> _Slot:
+        """Download one attachment and submit it to the face workers; RowGone passes through."""
         try:
-            data = self._client.download(attachment, prepared.row.id)
+            data = self._client.download(attachment, row_id)
         except DownloadTooLarge as exc:
-            prepared.bad_pictures.append(
-                PictureAnalysis(name=name, problem=Reason.TOO_LARGE, detail=str(exc))
-            )
-            return True
+            return PictureAnalysis(name=name, problem=Reason.TOO_LARGE, detail=str(exc))
         except UrlNotAllowed as exc:
-            prepared.failure, prepared.failure_detail = Reason.URL_NOT_ALLOWED, str(exc)
-            return False
-        except RowGone:
-            prepared.gone = True
-            return False
+            return _Deferral(Reason.URL_NOT_ALLOWED, str(exc))
         except (DownloadFailed, RetryLater) as exc:
-            prepared.failure, prepared.failure_detail = Reason.TRANSIENT_ERROR, str(exc)
-            return False
-        assert prepared.references is not None
-        prepared.futures.append(
-            self._analyzer.submit(data, name, prepared.references.encodings)
-        )
-        return True
+            return _Deferral(Reason.TRANSIENT_ERROR, str(exc))
+        return self._analyzer.submit(data, name, refs.encodings)
 
-    def _finish(self, prepared: _Prepared) -> RowOutcome:
-        """Collect analyses, decide and act (main thread, in row order)."""
-        row = prepared.row
+    def _finish(self, prepared: _Prepared) -> _Decided:
+        """Collect analyses and decide (main thread, in row order); writing waits for the page."""
         started = time.perf_counter()
-        pictures = [f.result() for f in prepared.futures] + prepared.bad_pictures
+        pictures = prepared.pictures()
         analysed = time.perf_counter()
         if prepared.gone:
             decision = Decision(Verdict.DEFERRED, Reason.TRANSIENT_ERROR, "row vanished")
-            return self._outcome(prepared, decision, "gone", pictures, started, analysed)
-        decision = decide(
-            RowEvidence(
-                politician=row.politician,
-                has_references=prepared.references is not None,
-                attachment_count=len(row.attachments),
-                pictures=tuple(pictures),
-                failure=prepared.failure,
-                failure_detail=prepared.failure_detail,
-            ),
-            tolerance=self._tolerance(prepared),
-            max_attachments=self._options.max_attachments,
-        )
-        if self._options.recheck_approved and decision.verdict is Verdict.REJECTED:
+            return _Decided(prepared, decision, pictures, started, analysed, Action.GONE)
+        evidence = prepared.evidence(pictures)
+        decision = decide(evidence, max_attachments=self._options.max_attachments)
+        if self._options.recheck_approved and decision.verdict in _RECHECK_WOULD:
             # Log, audit and the Reason written all say this row had been approved before.
             decision = replace(decision, explanation=f"re-check: {decision.explanation}")
-        action = self._act(row, decision)
-        return self._outcome(prepared, decision, action, pictures, started, analysed)
+        action = self._settled(decision)
+        return _Decided(prepared, decision, pictures, started, analysed, action)
 
-    def _tolerance(self, prepared: _Prepared) -> float:
-        if prepared.references is not None:
-            return prepared.references.tolerance
-        if self._tolerance_for is not None and prepared.row.politician:
-            return self._tolerance_for(prepared.row.politician)
-        return self._options.tolerance
-
-    def _act(self, row: Row, decision: Decision) -> str:
+    def _settled(self, decision: Decision) -> Action | None:
+        """The action for a row needing no write (re-check: report unless ``apply``), or None."""
         if self._options.dry_run:
-            return "dry_run"
+            return Action.DRY_RUN
         if decision.verdict is Verdict.DEFERRED:
-            return "none"
-        if self._options.recheck_approved:
-            return self._act_recheck(row, decision)
-        try:
-            if decision.verdict is Verdict.APPROVED:
-                return self._client.approve(row.id, decision.explanation)
-            if not self._unchanged(row):
-                return "changed_meanwhile"
-            return self._client.reject(row.id, decision.explanation)
-        except RowGone:
-            return "gone"
+            return Action.NONE
+        if self._options.recheck_approved and decision.verdict is Verdict.APPROVED:
+            return Action.STILL_APPROVED
+        if self._options.recheck_approved and not self._options.apply:
+            return _RECHECK_WOULD[decision.verdict]
+        return None
 
-    def _act_recheck(self, row: Row, decision: Decision) -> str:
-        """An approved row that now fails is reported, and only acted on with ``apply``."""
-        if decision.verdict is Verdict.APPROVED:
-            return "still_approved"
-        if not self._options.apply:
-            return "would_reject"
-        try:
-            if not self._unchanged(row):
-                return "changed_meanwhile"
-            return self._client.reject(row.id, decision.explanation)
-        except RowGone:
-            return "gone"
-
-    def _unchanged(self, row: Row) -> bool:
-        """Deleting is irreversible: read the row again and act only if nobody touched it."""
-        current = self._client.get_row(row.id)
-        if current.status != row.status or not current.same_upload_as(row):
-            log.warning("row_changed_before_delete", row_id=row.id)
-            return False
-        return True
-
-    def _outcome(
-        self,
-        prepared: _Prepared,
-        decision: Decision,
-        action: str,
-        pictures: list[PictureAnalysis],
-        started: float,
-        analysed: float,
-    ) -> RowOutcome:
-        now = time.perf_counter()
+    @staticmethod
+    def _outcome(row: _Decided, done: Acted) -> RowOutcome:
+        """``act_s`` runs from the decision to the page's write (waiting for the page included)."""
+        now, prepared = time.perf_counter(), row.prepared
         return RowOutcome(
             row_id=prepared.row.id,
             politician=prepared.row.politician,
-            decision=decision,
-            action=action,
-            pictures=tuple(pictures),
+            decision=row.decision,
+            action=done.action,
+            pictures=tuple(row.pictures),
+            files_purged=done.files_purged,
             timings={
                 "download_s": round(prepared.download_seconds, 4),
-                "analyse_wait_s": round(analysed - started, 4),
-                "analyse_s": round(sum(p.seconds for p in pictures), 4),
-                "act_s": round(now - analysed, 4),
+                "analyse_wait_s": round(row.analysed - row.started, 4),
+                "analyse_s": round(sum(p.seconds for p in row.pictures), 4),
+                "act_s": round(now - row.analysed, 4),
             },
         )
 
@@ -380,7 +348,7 @@ class Sweeper:
             reason=decision.reason.value,
             distance=None if decision.distance is None else round(decision.distance, 4),
             tolerance=decision.tolerance,
-            action=outcome.action,
+            action=outcome.action.value,
             explanation=decision.explanation,
             faces=[len(p.faces) for p in outcome.pictures],
             **outcome.timings,

@@ -8,7 +8,9 @@ Steps (each printed as it happens):
    visitor's browser does: a matching picture, the wrong person, two faces, a cat and a
    text file named .jpg;
 3. ``nocodb-guard run`` (the service) moderates them;
-4. what happened to each row is printed, with the form URL for your own uploads.
+4. what happened to each row is printed (for a deleted row, whether its file is still on
+   NocoDB's disk and what an anonymous fetch of it answers), with the form URL for your
+   own uploads and the public gallery's.
 
 Run through ./scripts/demo, which sets up the environment and the NocoDB server first.
 """
@@ -22,7 +24,10 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+
+import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -54,19 +59,28 @@ UPLOADS = [
 ]
 
 
-def submit_samples(env: dict[str, str]) -> dict[int, str]:
+@dataclass(frozen=True)
+class Submitted:
+    """One sample upload: what it is, and where NocoDB stored its files (attachment `path`)."""
+
+    label: str
+    paths: tuple[str, ...]
+
+
+def submit_samples(env: dict[str, str]) -> dict[int, Submitted]:
     submitted = {}
     for label, politician, name, make, mimetype in UPLOADS:
         row = nocodb_admin.submit_form(
             env["NOCODB_GUARD_NOCODB_URL"], env["NOCODB_DEV_FORM_UUID"], politician,
             [(name, make(), mimetype)], title=label,
         )
-        submitted[int(row["Id"])] = label
+        paths = tuple(str(item["path"]) for item in row["Photo"])
+        submitted[int(row["Id"])] = Submitted(label, paths)
         print(f"  submitted row {row['Id']}: {label} ({name}, as {politician})")
     return submitted
 
 
-def wait_for_decisions(env: dict[str, str], ids: dict[int, str], timeout: float) -> None:
+def wait_for_decisions(env: dict[str, str], ids: dict[int, Submitted], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         pending = [
@@ -82,11 +96,21 @@ def wait_for_decisions(env: dict[str, str], ids: dict[int, str], timeout: float)
     print(f"  (still pending after {timeout:.0f}s: see the daemon log)")
 
 
-def show_results(env: dict[str, str], ids: dict[int, str], state_dir: Path) -> None:
+def files_left(env: dict[str, str], paths: tuple[str, ...]) -> str:
+    """A deleted row's files: still on NocoDB's disk? What does an anonymous fetch answer?"""
+    uploads = Path(env["NOCODB_GUARD_NOCODB_DATA_DIR"]) / "nc" / "uploads"
+    on_disk = sum((uploads / path.removeprefix("download/")).exists() for path in paths)
+    url = env["NOCODB_GUARD_NOCODB_URL"]
+    answers = sorted({requests.get(f"{url}/{path}", timeout=30).status_code for path in paths})
+    return (f"files on NocoDB's disk: {on_disk} of {len(paths)}, "
+            f"anonymous fetch answers {', '.join(map(str, answers))}")
+
+
+def show_results(env: dict[str, str], ids: dict[int, Submitted], state_dir: Path) -> None:
     """The table as NocoDB has it now; for deleted rows, why (from the audit trail)."""
     print("\nWhat happened to each upload:")
     audit = AuditLog(state_dir)
-    for row_id, label in ids.items():
+    for row_id, upload in ids.items():
         row = nocodb_admin.get_row(
             env["NOCODB_GUARD_NOCODB_URL"], env["NOCODB_GUARD_NOCODB_TOKEN"],
             env["NOCODB_GUARD_TABLE_ID"], row_id,
@@ -94,10 +118,10 @@ def show_results(env: dict[str, str], ids: dict[int, str], state_dir: Path) -> N
         if row is None:
             records = list(audit.query(row_id=row_id))
             why = f" ({records[-1]['reason']}: {records[-1]['explanation']})" if records else ""
-            outcome = f"deleted{why}"
+            outcome = f"deleted{why}\n{'':<33}   {files_left(env, upload.paths)}"
         else:
             outcome = f"{row.get('Status') or 'pending'}: {row.get('Reason') or ''}"
-        print(f"  row {row_id:<4} {label:<24} -> {outcome}")
+        print(f"  row {row_id:<4} {upload.label:<24} -> {outcome}")
 
 
 def main() -> int:
@@ -132,8 +156,9 @@ def main() -> int:
         ids = submit_samples(env)
         wait_for_decisions(env, ids, timeout=120)
         show_results(env, ids, data_dir / "guard-state")
-        form = f"{env['NOCODB_GUARD_NOCODB_URL']}/dashboard/#/nc/form/{env['NOCODB_DEV_FORM_UUID']}"
-        print(f"\nThe form: {form}")
+        dashboard = f"{env['NOCODB_GUARD_NOCODB_URL']}/dashboard/#/nc"
+        print(f"\nThe form:    {dashboard}/form/{env['NOCODB_DEV_FORM_UUID']}")
+        print(f"The gallery: {dashboard}/gallery/{env['NOCODB_DEV_GALLERY_UUID']} (approved only)")
         if args.serve:
             print("The daemon keeps moderating: upload your own pictures there. Ctrl-C to stop.")
             daemon.wait()

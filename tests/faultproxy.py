@@ -7,6 +7,10 @@ matches it; then the proxy answers a status of its choosing (500, 503, 429 with
 answering or half-way through the body, or runs a callback first (an admin acting at the
 worst moment). Attachments are fetched from the NocoDB origin, so they pass through too.
 
+With a :class:`~tests.nocodb_limiter.NocoLimiter` (:attr:`FaultProxy.limiter`) it also plays
+NocoDB 0.301.4+'s rate limiter in front of 0.301.3 (which has none): per-token windows,
+30 s blocks answered 429, ``X-RateLimit-*`` headers on every counted answer.
+
 Every request is logged (:attr:`FaultProxy.log`) with its arrival time and what was done,
 so tests can check how often and how fast the client retried.
 """
@@ -26,12 +30,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Literal
 from urllib.parse import urlsplit
 
+from tests.nocodb_limiter import NocoLimiter
+
 Action = Literal["status", "delay", "drop", "drop_mid_body", "callback"]
 HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
      "trailers", "transfer-encoding", "upgrade", "content-length"}
 )
 UPSTREAM_TIMEOUT_S = 60.0
+#: NocoDB's body for a throttled request (the ThrottlerException it raises).
+THROTTLED = b'{"msg":"ThrottlerException: Too Many Requests"}'
 
 
 @dataclass
@@ -82,6 +90,8 @@ class FaultProxy:
 
     upstream: str
     faults: list[Fault] = field(default_factory=list)
+    limiter: NocoLimiter | None = None
+    """NocoDB's rate limiter, applied to requests no fault took."""
     log: list[Logged] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
@@ -238,26 +248,38 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(fault.delay)
         if fault is not None and fault.callback is not None:
             fault.callback()
+        limiter = self.owner.limiter
+        verdict = None
+        if fault is None and limiter is not None:
+            verdict = limiter.check(self.path.split("?", 1)[0], self.headers)
         action = "forwarded" if fault is None else fault.action
+        if verdict is not None and not verdict.allowed:
+            action = "rate_limited"
         self.owner._record(self.command, self.path, action, at)
+        extra = {} if verdict is None else verdict.headers
         try:
-            self._respond(fault, body)
+            self._respond(fault, body, action, extra)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True  # the client gave up first (its read timeout)
 
-    def _respond(self, fault: Fault | None, body: bytes) -> None:
+    def _respond(
+        self, fault: Fault | None, body: bytes, action: str, extra: dict[str, str]
+    ) -> None:
         if fault is not None and fault.action == "status":
             self._answer(fault)
         elif fault is not None and fault.action == "drop":
             self._drop()
+        elif action == "rate_limited":
+            self._answer(Fault("status", status=429, payload=THROTTLED), extra)
         else:
-            self._forward(body, cut_body=fault is not None and fault.action == "drop_mid_body")
+            cut = fault is not None and fault.action == "drop_mid_body"
+            self._forward(body, cut_body=cut, extra=extra)
 
     def _read_body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
-    def _answer(self, fault: Fault) -> None:
+    def _answer(self, fault: Fault, extra: dict[str, str] | None = None) -> None:
         payload = fault.payload
         if payload is None:
             payload = b'{"error":"INJECTED_FAULT","message":"injected by the fault proxy"}'
@@ -268,6 +290,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Retry-After", fault.retry_after)
         if fault.location is not None:
             self.send_header("Location", fault.location)
+        for key, value in (extra or {}).items():
+            self.send_header(key, value)
         self.end_headers()
         self.wfile.write(payload)
 
@@ -279,7 +303,7 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             return
 
-    def _forward(self, body: bytes, *, cut_body: bool) -> None:
+    def _forward(self, body: bytes, *, cut_body: bool, extra: dict[str, str]) -> None:
         target = urlsplit(self.owner.upstream)
         connection = http.client.HTTPConnection(
             target.hostname or "127.0.0.1", target.port, timeout=UPSTREAM_TIMEOUT_S
@@ -299,6 +323,8 @@ class _Handler(BaseHTTPRequestHandler):
         for key, value in response.getheaders():
             if key.lower() not in HOP_BY_HOP:
                 self.send_header(key, value)
+        for key, value in extra.items():
+            self.send_header(key, value)
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         if cut_body:

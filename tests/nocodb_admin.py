@@ -86,6 +86,14 @@ def submit_form(
     return result
 
 
+def shared_view_rows(base_url: str, view_uuid: str) -> list[dict[str, Any]]:
+    """The rows an anonymous visitor of a shared (public) view sees: its first page."""
+    url = f"{base_url.rstrip('/')}/api/v2/public/shared-view/{view_uuid}/rows"
+    response = requests.get(url, params={"limit": PAGE_SIZE}, timeout=TIMEOUT_S)
+    rows: list[dict[str, Any]] = _checked(response)["list"]
+    return rows
+
+
 def list_rows(
     base_url: str,
     token: str,

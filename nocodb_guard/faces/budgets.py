@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from PIL import Image
 
 from nocodb_guard.errors import BadPicture
+from nocodb_guard.models import Reason
 
 #: Scans in one JPEG. libjpeg's progressive default writes 10 (colour) or 6 (gray);
 #: mozjpeg's optimised scripts stay under 20. 100 leaves room for any honest encoder.
@@ -50,7 +51,7 @@ def check_jpeg_scans(data: bytes) -> None:
     scans = count_jpeg_scans(data, stop_after=MAX_JPEG_SCANS)
     if scans > MAX_JPEG_SCANS:
         raise BadPicture(
-            "too_large",
+            Reason.TOO_LARGE,
             f"a JPEG with more than {MAX_JPEG_SCANS} scans (decoding cost grows with each)",
         )
 
@@ -111,7 +112,9 @@ def prepare_png(data: bytes) -> bytes:
         if kind is None:
             return data
         if kind == b"acTL" and not seen_image_data:
-            raise BadPicture("animated", "an animated PNG (APNG): only still pictures are judged")
+            raise BadPicture(
+                Reason.ANIMATED, "an animated PNG (APNG): only still pictures are judged"
+            )
         seen_image_data = seen_image_data or kind == b"IDAT"
         if kind not in _PNG_UNUSED_CHUNKS:
             kept.append(chunk)
@@ -145,7 +148,7 @@ def refuse_animation(image: Image.Image, fmt: str) -> None:
     image collections are not animated: viewers show their first or primary image.)
     """
     if fmt in ANIMATABLE and getattr(image, "is_animated", False):
-        raise BadPicture("animated", f"an animated {fmt}: only still pictures are judged")
+        raise BadPicture(Reason.ANIMATED, f"an animated {fmt}: only still pictures are judged")
 
 
 def check_decoded_size(image: Image.Image, fmt: str) -> None:
@@ -156,12 +159,13 @@ def check_decoded_size(image: Image.Image, fmt: str) -> None:
         tile = int(tags.get(_TIFF_TILE_WIDTH, 0) or 0) * int(tags.get(_TIFF_TILE_LENGTH, 0) or 0)
         if tile > MAX_TIFF_TILE_PIXELS:
             raise BadPicture(
-                "too_large", f"a TIFF tile of {tile} pixels, over the {MAX_TIFF_TILE_PIXELS} cap"
+                Reason.TOO_LARGE,
+                f"a TIFF tile of {tile} pixels, over the {MAX_TIFF_TILE_PIXELS} cap",
             )
     decoded = width * height * _bytes_per_pixel(image, fmt)
     if decoded > MAX_DECODED_BYTES:
         raise BadPicture(
-            "too_large", f"{decoded} bytes once decoded, over the {MAX_DECODED_BYTES} cap"
+            Reason.TOO_LARGE, f"{decoded} bytes once decoded, over the {MAX_DECODED_BYTES} cap"
         )
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import struct
 
 from nocodb_guard.errors import BadPicture
+from nocodb_guard.models import Reason
 
 #: Accepted formats, as named in ``DecodedImage.format``, with the Pillow plugin allowed
 #: to open each one.
@@ -57,12 +58,12 @@ _KNOWN_OTHERS: tuple[tuple[bytes, str], ...] = (
 
 
 def sniff(data: bytes) -> str:
-    """The accepted format the bytes start with, or ``BadPicture("not_an_image")``.
+    """The accepted format the bytes start with, or ``BadPicture(Reason.NOT_AN_IMAGE)``.
 
     Stricter than Pillow's own ``_accept`` checks where those are weak (BMP's two bytes).
     """
     if not data:
-        raise BadPicture("not_an_image", "the file is empty")
+        raise BadPicture(Reason.NOT_AN_IMAGE, "the file is empty")
     head = data[:32]
     if head.startswith(b"\xff\xd8\xff"):
         return "JPEG"
@@ -82,7 +83,7 @@ def sniff(data: bytes) -> str:
         fmt = _iso_media_format(data)
         if fmt is not None:
             return fmt
-    raise BadPicture("not_an_image", _describe_other(head))
+    raise BadPicture(Reason.NOT_AN_IMAGE, _describe_other(head))
 
 
 def _iso_media_format(data: bytes) -> str | None:

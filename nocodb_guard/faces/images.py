@@ -45,6 +45,7 @@ from PIL import Image, ImageFile
 from nocodb_guard.errors import BadPicture
 from nocodb_guard.faces import budgets
 from nocodb_guard.faces.formats import PILLOW_PLUGIN, sniff
+from nocodb_guard.models import Reason
 
 #: Longest side over shortest side beyond which a picture cannot be a photo of a face
 #: (phone panoramas stay well under it). Such strips would also shrink to a 0-px side.
@@ -122,9 +123,11 @@ def decode(data: bytes, *, max_pixels: int, max_side: int) -> DecodedImage:
         except BadPicture:
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise BadPicture("too_large", f"{fmt}: {_short(exc)}") from exc
+            raise BadPicture(Reason.TOO_LARGE, f"{fmt}: {_short(exc)}") from exc
         except _DECODER_ERRORS as exc:
-            raise BadPicture("unreadable", f"{fmt} could not be decoded: {_short(exc)}") from exc
+            raise BadPicture(
+                Reason.UNREADABLE, f"{fmt} could not be decoded: {_short(exc)}"
+            ) from exc
         except MemoryError:
             # Not a fact about the picture (the pixel cap keeps honest ones small):
             # let the caller defer the row rather than delete it.
@@ -137,7 +140,7 @@ def decode(data: bytes, *, max_pixels: int, max_side: int) -> DecodedImage:
             # Besides Pillow and numpy calls, only this module's small, tested helpers run
             # inside this try; MemoryError and BadPicture are let through above.
             raise BadPicture(
-                "unreadable", f"{fmt} decoder failed: {type(exc).__name__}: {_short(exc)}"
+                Reason.UNREADABLE, f"{fmt} decoder failed: {type(exc).__name__}: {_short(exc)}"
             ) from exc
     return DecodedImage(rgb=rgb, format=fmt, original_size=original_size)
 
@@ -172,14 +175,14 @@ def _open_checked(data: bytes, plugin: str, max_pixels: int) -> tuple[Image.Imag
         image = Image.open(io.BytesIO(data), formats=[plugin])
     width, height = image.size
     if width <= 0 or height <= 0:
-        raise BadPicture("unreadable", f"the picture claims a size of {width}x{height}")
+        raise BadPicture(Reason.UNREADABLE, f"the picture claims a size of {width}x{height}")
     cap = max_pixels if plugin == "JPEG" else min(max_pixels, FULL_DECODE_MAX_PIXELS)
     if width * height > cap:
         raise BadPicture(
-            "too_large", f"{width}x{height} is {width * height} pixels, over the {cap} cap"
+            Reason.TOO_LARGE, f"{width}x{height} is {width * height} pixels, over the {cap} cap"
         )
     if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
-        raise BadPicture("unreadable", f"a {width}x{height} strip is not a photo")
+        raise BadPicture(Reason.UNREADABLE, f"a {width}x{height} strip is not a photo")
     return image, (width, height)
 
 
@@ -198,7 +201,7 @@ def _normalise(image: Image.Image, max_side: int) -> npt.NDArray[np.uint8]:
     rgb = _to_rgb(_upright(_downscale(image, max_side), orientation))
     array = np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8))
     if array.ndim != 3 or array.shape[2] != 3:
-        raise BadPicture("unreadable", f"normalised to an unexpected shape {array.shape}")
+        raise BadPicture(Reason.UNREADABLE, f"normalised to an unexpected shape {array.shape}")
     return array
 
 

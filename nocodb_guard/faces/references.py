@@ -8,8 +8,9 @@ misconfiguration that stops the service: :class:`ReferenceSetError` names the fi
 Encoding a reference costs a detection and an encoding (0.3-1 s each), plus loading the
 dlib models (about 1-2 s), so encodings are cached on disk in
 ``<state_dir>/reference-cache/``, one ``.npy`` file per photo, keyed by the sha256 of the
-photo's bytes and by :meth:`PipelineConfig.cache_key` (model, upsample, max_side,
-jitters). A restart with unchanged references loads them without loading dlib at all.
+photo's bytes and by :meth:`PipelineConfig.cache_key` (every pipeline setting, and the
+versions and model files of face_recognition and dlib). A restart with unchanged
+references loads them without loading dlib at all.
 Only politicians' encodings are ever cached: they are public faces chosen by the operator;
 an uploader's encoding never reaches this module.
 """
@@ -20,7 +21,7 @@ import functools
 import hashlib
 import os
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,9 +30,9 @@ import numpy.typing as npt
 import structlog
 
 from nocodb_guard.errors import BadPicture, ReferenceSetError
-from nocodb_guard.faces import images
-from nocodb_guard.faces.engine import FaceEngine, find_faces
-from nocodb_guard.faces.see import PipelineConfig, make_engine
+from nocodb_guard.faces.engine import FaceEngine
+from nocodb_guard.faces.see import LazyEngine, PipelineConfig, make_engine, see
+from nocodb_guard.models import Reason
 from nocodb_guard.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -57,6 +58,8 @@ class ReferenceSet:
     files: tuple[str, ...]
     encodings: npt.NDArray[np.float64]
     tolerance: float
+    review_band: tuple[float, float] | None = None
+    """Distances in ``[low, high]`` go to an admin (``review``); None: no band."""
 
 
 @dataclass(frozen=True)
@@ -121,13 +124,14 @@ class ReferenceStore:
         config: PipelineConfig,
         cache_dir: Path | None,
         engine_factory: EngineFactory | None = None,
+        review_band_for: Callable[[str], tuple[float, float] | None] = lambda _label: None,
     ) -> None:
         self._folder_for = folder_for
         self._tolerance_for = tolerance_for
+        self._review_band_for = review_band_for
         self._config = config
         self._cache_dir = cache_dir
-        self._engine_factory = engine_factory or functools.partial(make_engine, config)
-        self._engine: FaceEngine | None = None
+        self._engine = LazyEngine(engine_factory or functools.partial(make_engine, config))
         self._memo: dict[str, tuple[tuple[tuple[str, int, int], ...], ReferenceSet]] = {}
         self._lock = threading.RLock()
 
@@ -146,12 +150,13 @@ class ReferenceStore:
             config=config or PipelineConfig.from_settings(settings),
             cache_dir=settings.state_dir / "reference-cache",
             engine_factory=engine_factory,
+            review_band_for=settings.review_band_for,
         )
 
     @property
     def engine_created(self) -> bool:
         """Whether dlib had to be loaded (False when every reference came from the cache)."""
-        return self._engine is not None
+        return self._engine.created
 
     # --- loading ---------------------------------------------------------------------------
 
@@ -182,10 +187,6 @@ class ReferenceStore:
         if reference_set is None:
             raise ReferenceSetError(f"none of {', '.join(map(str, paths))} is a photo")
         return reference_set
-
-    def load_all(self, labels: Iterable[str]) -> dict[str, ReferenceSet | None]:
-        """Every label's references (for start-up checks); the first bad file raises."""
-        return {label: self.load(label) for label in labels}
 
     def describe(self, label: str) -> ReferenceReport:
         """Per-file state for the CLI; never raises for a bad photo (it is reported)."""
@@ -223,6 +224,7 @@ class ReferenceStore:
             files=tuple(names),
             encodings=np.stack(encodings),
             tolerance=self._tolerance_for(label),
+            review_band=self._review_band_for(label),
         )
 
     def _read_file(self, path: Path) -> _Outcome:
@@ -237,26 +239,19 @@ class ReferenceStore:
         return self._encode(path, data, cache_path)
 
     def _encode(self, path: Path, data: bytes, cache_path: Path | None) -> _Outcome:
-        config = self._config
         try:
-            decoded = images.decode(data, max_pixels=config.max_pixels, max_side=config.max_side)
+            sight = see(data, self._config, self._engine)
         except BadPicture as bad:
-            if bad.reason == "not_an_image" and path.suffix.lower() not in IMAGE_SUFFIXES:
+            if bad.reason is Reason.NOT_AN_IMAGE and path.suffix.lower() not in IMAGE_SUFFIXES:
                 return _Outcome(ReferenceFile(path.name, cached=False, skipped=True))
             return _failed(path, False, None, f"{bad.reason}: {bad.detail}")
-        engine = self._get_engine()
-        kept, ignored = find_faces(engine, decoded.rgb, config.min_face_px, config.min_face_ratio)
-        if len(kept) != 1:
-            return _failed(path, False, len(kept), _face_count_problem(len(kept), len(ignored)))
-        encoding = np.asarray(engine.encode(decoded.rgb, kept[0]), dtype=np.float64)
+        if sight.encoding is None:
+            kept = len(sight.faces)
+            return _failed(path, False, kept, _face_count_problem(kept, sight.ignored_faces))
+        encoding = np.asarray(sight.encoding, dtype=np.float64)
         if cache_path is not None:
             self._write_cache(cache_path, encoding)
         return _Outcome(ReferenceFile(path.name, cached=False, faces=1), encoding)
-
-    def _get_engine(self) -> FaceEngine:
-        if self._engine is None:
-            self._engine = self._engine_factory()
-        return self._engine
 
     # --- the on-disk cache ------------------------------------------------------------------
 

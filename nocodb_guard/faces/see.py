@@ -1,22 +1,29 @@
-"""Bytes in, :class:`PictureAnalysis` out: decode, detect, filter, encode, compare.
+"""Seeing a picture: bytes in, faces (and the one face's encoding) out.
 
-This is the unit of work a face worker runs. The uploader's pixels and face encoding
-live only inside :func:`analyze` and are dropped when it returns: only sizes, counts
-and distances leave it.
+:func:`see` (decode, detect, filter, encode) is the one way the service looks at a picture:
+the sweep's workers, the reference store and ``evaluate`` all call it. :func:`analyze`,
+the unit of work a face worker runs, adds the comparison with the references. The
+uploader's pixels and face encoding live only inside :func:`analyze` and are dropped when
+it returns: only sizes, counts and distances leave it.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from importlib import metadata
 
 import numpy as np
 import numpy.typing as npt
 
 from nocodb_guard.errors import BadPicture
 from nocodb_guard.faces import images
-from nocodb_guard.faces.engine import FaceEngine, face_distances, find_faces
-from nocodb_guard.models import PictureAnalysis, Reason
+from nocodb_guard.faces.engine import Detection, FaceEngine, face_distances, find_faces
+from nocodb_guard.models import FaceBox, PictureAnalysis
 from nocodb_guard.settings import Settings
 
 
@@ -47,8 +54,38 @@ class PipelineConfig:
         )
 
     def cache_key(self) -> str:
-        """What changes reference encodings: the cache is keyed by it."""
-        return f"{self.detection_model}-u{self.upsample}-s{self.max_side}-j{self.num_jitters}"
+        """Everything that changes a reference's encoding or whether it is usable at all.
+
+        Every field (``min_face_px`` and ``min_face_ratio`` decide whether a photo has one
+        face; ``max_pixels`` whether it decodes) and the face stack's identity: an upgrade of
+        face_recognition, dlib or their model files must not reuse stale encodings.
+        """
+        fields = json.dumps(
+            {**asdict(self), "library": library_identity()}, sort_keys=True, default=str
+        )
+        return hashlib.sha256(fields.encode()).hexdigest()[:16]
+
+
+@functools.cache
+def library_identity() -> tuple[tuple[str, str], ...]:
+    """Versions of the face stack and the names and sizes of its model files (no import).
+
+    Sizes, not hashes: hashing ~100 MB of models on every start would cost more than the
+    cache saves; a model file replaced in place by one of the same size and version is not
+    a case pip produces.
+    """
+    found: list[tuple[str, str]] = []
+    for package in ("face_recognition", "dlib", "face_recognition_models"):
+        try:
+            found.append((package, metadata.version(package)))
+        except metadata.PackageNotFoundError:
+            found.append((package, "absent"))
+    try:
+        files = metadata.files("face_recognition_models") or []
+    except metadata.PackageNotFoundError:
+        files = []
+    found.extend((f.name, str(f.size)) for f in files if f.name.endswith(".dat"))
+    return tuple(found)
 
 
 def make_engine(config: PipelineConfig) -> FaceEngine:
@@ -60,6 +97,76 @@ def make_engine(config: PipelineConfig) -> FaceEngine:
     )
 
 
+class LazyEngine:
+    """A :class:`FaceEngine` that builds the real one on first use.
+
+    Loading dlib's models costs 1-2 s: a caller that may never need them (references that
+    all come from the cache, a file that turns out not to be a picture) pays only when a
+    picture is actually looked at.
+    """
+
+    def __init__(self, factory: Callable[[], FaceEngine]) -> None:
+        self._factory = factory
+        self._engine: FaceEngine | None = None
+
+    @property
+    def created(self) -> bool:
+        return self._engine is not None
+
+    def _get(self) -> FaceEngine:
+        if self._engine is None:
+            self._engine = self._factory()
+        return self._engine
+
+    def detect(self, rgb: npt.NDArray[np.uint8]) -> list[Detection]:
+        return self._get().detect(rgb)
+
+    def confirm(self, rgb: npt.NDArray[np.uint8], box: FaceBox) -> bool:
+        return self._get().confirm(rgb, box)
+
+    def encode(self, rgb: npt.NDArray[np.uint8], box: FaceBox) -> npt.NDArray[np.float64]:
+        return self._get().encode(rgb, box)
+
+
+@dataclass(frozen=True)
+class Sight:
+    """What one look at a picture found: no pixels; the face's encoding only if asked for.
+
+    ``encoding`` is set when exactly one face was kept and the caller asked for it.
+    """
+
+    format: str
+    original_size: tuple[int, int]
+    analysed_size: tuple[int, int]
+    faces: tuple[FaceBox, ...]
+    ignored_faces: int
+    encoding: npt.NDArray[np.float64] | None = None
+
+
+def see(data: bytes, config: PipelineConfig, engine: FaceEngine, *, encode: bool = True) -> Sight:
+    """Decode, find the faces, encode the face when there is exactly one.
+
+    The one way every part of the service looks at a picture (an upload in
+    :func:`analyze`, a reference photo, a labelled photo in ``evaluate``), so that a
+    reference or an evaluation sees a photo exactly as the sweep sees an upload. Raises
+    :class:`BadPicture` when the bytes are not a usable picture: what that means is the
+    caller's to say. Faces are counted by :func:`nocodb_guard.faces.engine.find_faces`
+    (size filters, then a second opinion on every face after the first).
+    """
+    decoded = images.decode(data, max_pixels=config.max_pixels, max_side=config.max_side)
+    rgb = decoded.rgb
+    kept, ignored = find_faces(engine, rgb, config.min_face_px, config.min_face_ratio)
+    encoding = engine.encode(rgb, kept[0]) if encode and len(kept) == 1 else None
+    return Sight(
+        format=decoded.format,
+        original_size=decoded.original_size,
+        analysed_size=decoded.analysed_size,
+        faces=tuple(kept),
+        ignored_faces=len(ignored),
+        encoding=encoding,
+    )
+
+
 def analyze(
     data: bytes,
     name: str,
@@ -67,35 +174,33 @@ def analyze(
     config: PipelineConfig,
     engine: FaceEngine,
 ) -> PictureAnalysis:
-    """Analyse one picture; never raises for bad input (it becomes ``problem``).
+    """Analyse one upload; never raises for bad input (it becomes ``problem``).
 
-    Faces are counted by :func:`nocodb_guard.faces.engine.find_faces` (size filters, then a
-    second opinion on every face after the first). Pictures whose every detection is
-    below ``min_face_px`` come back with ``faces=()`` and ``ignored_faces > 0``.
+    Pictures whose every detection is below ``min_face_px`` come back with ``faces=()``
+    and ``ignored_faces > 0``. The face is encoded only when there is something to
+    compare it with.
     """
     started = time.perf_counter()
+    compare = references is not None and len(references) > 0
     try:
-        decoded = images.decode(data, max_pixels=config.max_pixels, max_side=config.max_side)
+        sight = see(data, config, engine, encode=compare)
     except BadPicture as bad:
         return PictureAnalysis(
             name=name,
-            problem=Reason(bad.reason),
+            problem=bad.reason,
             detail=bad.detail,
             seconds=time.perf_counter() - started,
         )
-    rgb = decoded.rgb
-    kept, ignored = find_faces(engine, rgb, config.min_face_px, config.min_face_ratio)
     distances: tuple[float, ...] = ()
-    if len(kept) == 1 and references is not None and len(references):
-        encoding = engine.encode(rgb, kept[0])
-        distances = tuple(face_distances(encoding, references))
+    if sight.encoding is not None and references is not None:
+        distances = tuple(face_distances(sight.encoding, references))
     return PictureAnalysis(
         name=name,
-        format=decoded.format,
-        original_size=decoded.original_size,
-        analysed_size=(decoded.rgb.shape[1], decoded.rgb.shape[0]),
-        faces=tuple(kept),
-        ignored_faces=len(ignored),
+        format=sight.format,
+        original_size=sight.original_size,
+        analysed_size=sight.analysed_size,
+        faces=sight.faces,
+        ignored_faces=sight.ignored_faces,
         distances=distances,
         seconds=time.perf_counter() - started,
     )

@@ -28,6 +28,7 @@ worker replaced. In-process analysis (``workers = 0``) has no such net.
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 import signal
@@ -42,7 +43,7 @@ import numpy.typing as npt
 import structlog
 
 from nocodb_guard.faces.engine import FaceEngine
-from nocodb_guard.faces.see import PipelineConfig, analyze, make_engine
+from nocodb_guard.faces.see import LazyEngine, PipelineConfig, analyze, make_engine
 from nocodb_guard.models import PictureAnalysis, Reason
 
 log = structlog.get_logger(__name__)
@@ -57,6 +58,10 @@ class Analyzer(Protocol):
 
     def submit(self, data: bytes, name: str, references: References) -> Future[PictureAnalysis]: ...
 
+    def restart(self) -> None:
+        """Replace the workers (the daemon asks after a pass died of a broken pool)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -65,16 +70,19 @@ class InlineAnalyzer:
 
     def __init__(self, config: PipelineConfig, engine: FaceEngine | None = None) -> None:
         self._config = config
-        self._engine = engine
+        self._engine = engine or LazyEngine(functools.partial(make_engine, config))
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="faces")
 
     def _run(self, data: bytes, name: str, references: References) -> PictureAnalysis:
-        if self._engine is None:
-            self._engine = make_engine(self._config)
         return analyze(data, name, references, self._config, self._engine)
 
     def submit(self, data: bytes, name: str, references: References) -> Future[PictureAnalysis]:
         return self._executor.submit(self._run, data, name, references)
+
+    def restart(self) -> None:
+        """A fresh thread; the engine (and its loaded models) is kept."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="faces")
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
@@ -184,6 +192,12 @@ class PoolAnalyzer:
 
         inner.add_done_callback(relay)
         return outer
+
+    def restart(self) -> None:
+        """A fresh pool in place of the current one (unless another thread just replaced it)."""
+        with self._lock:
+            executor = self._executor
+        self._restart(executor)
 
     def _restart(self, broken: ProcessPoolExecutor) -> ProcessPoolExecutor:
         """Replace ``broken`` once, however many threads noticed it at the same time."""

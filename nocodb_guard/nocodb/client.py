@@ -15,7 +15,8 @@ HTTP, retries and secrets are :mod:`nocodb_guard.nocodb.transport`'s business.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import requests
@@ -31,18 +32,20 @@ from nocodb_guard.errors import (
     RowGone,
     UrlNotAllowed,
 )
-from nocodb_guard.models import Attachment, Row
-from nocodb_guard.nocodb.records import ID_FIELD, find_same_attachment, parse_row
-from nocodb_guard.nocodb.schema import TableSchema, parse_schema, politician_options
+from nocodb_guard.models import Action, Attachment, Row, RowWrite
+from nocodb_guard.nocodb.pacing import Budget, PacingTotals
+from nocodb_guard.nocodb.records import (
+    ID_FIELD,
+    find_same_attachment,
+    parse_attachments,
+    parse_row,
+)
+from nocodb_guard.nocodb.schema import TableSchema, check_field_names, parse_schema
 from nocodb_guard.nocodb.transport import RequestObserver, Transport
+from nocodb_guard.nocodb.views import View, ViewKind, column_id, parse_views, shows_only
 from nocodb_guard.settings import Settings
 
 log = structlog.get_logger(__name__)
-
-#: Characters that would break NocoDB's ``where=(field,op,value)`` and ``fields=a,b`` syntax,
-#: which has no quoting for field names (spaces are fine: requests percent-encodes them).
-FORBIDDEN_FIELD_CHARS = frozenset("(),~")
-
 
 class NocoDBClient:
     """One NocoDB table through the v2 API; see the module docstring for the facts it relies on."""
@@ -56,7 +59,7 @@ class NocoDBClient:
     ) -> None:
         self._transport = Transport(settings, session, observer, sleep)
         self._table = settings.require_table()
-        _check_field_names(settings)
+        check_field_names(settings)
         self._settings = settings
 
     def __repr__(self) -> str:
@@ -65,6 +68,10 @@ class NocoDBClient:
     def close(self) -> None:
         """Close the session if this client created it."""
         self._transport.close()
+
+    def pacing(self) -> PacingTotals:
+        """What the rate limiter cost so far: for the daemon's metrics and status line."""
+        return self._transport.pacer.totals()
 
     def __enter__(self) -> NocoDBClient:
         return self
@@ -120,20 +127,23 @@ class NocoDBClient:
         self, after_id: int, size: int, status: str | None = None
     ) -> tuple[list[Row], int, int | None]:
         """(parsed rows, entries NocoDB returned, highest Id seen) for one page."""
-        params = {
-            "where": self._pending_where(after_id, status),
-            "sort": ID_FIELD,
-            "limit": str(size),
-            "offset": "0",
-            "fields": self._fields_param(),
-        }
-        data = self._transport.request("GET", self._records_path, "records.list", params=params)
+        where = self._pending_where(after_id, status)
+        rows, count = self._listed(where, size, "records.list", sort=True)
+        return rows, count, max((row.id for row in rows), default=None)
+
+    def _listed(
+        self, where: str, size: int, operation: str, *, sort: bool = False
+    ) -> tuple[list[Row], int]:
+        """(parsed rows, entries NocoDB returned) of one listing request."""
+        params = {"where": where, "limit": str(size), "offset": "0", "fields": self._fields_param()}
+        if sort:
+            params["sort"] = ID_FIELD
+        data = self._transport.request("GET", self._records_path, operation, params=params)
         items = data.get("list") if isinstance(data, dict) else None
         if not isinstance(items, list):
             raise NocoDBRequestError(f"GET {self._records_path}: answer has no 'list'")
         rows = [row for row in (self._row_or_none(item) for item in items) if row is not None]
-        last_id = max((row.id for row in rows), default=None)
-        return rows, len(items), last_id
+        return rows, len(items)
 
     def _row_or_none(self, item: Any) -> Row | None:
         row = parse_row(item, self._settings)
@@ -142,12 +152,17 @@ class NocoDBClient:
         return row
 
     def count_pending(self) -> int:
-        """How many rows wait for moderation (for status output and metrics)."""
+        """How many rows wait for moderation (the queue depth, for metrics and status).
+
+        One attempt, no retries: it is only a gauge, and the pass that follows meets (and
+        waits out) whatever made it fail.
+        """
         data = self._transport.request(
             "GET",
             f"{self._records_path}/count",
             "records.count",
             params={"where": self._pending_where()},
+            retry=False,
         )
         count = data.get("count") if isinstance(data, dict) else None
         if not isinstance(count, int) or isinstance(count, bool):
@@ -222,46 +237,138 @@ class NocoDBClient:
         return self._transport.download(self.attachment_url(attachment), attachment.size)
 
     # --- acting ------------------------------------------------------------------------------
-    def approve(self, row_id: int, reason_text: str) -> str:
+    def get_rows(self, row_ids: Sequence[int]) -> dict[int, Row]:
+        """The rows as they are now, in one request (``Id in ...``); a missing Id is gone."""
+        if not row_ids:
+            return {}
+        ids = ",".join(str(int(row_id)) for row_id in row_ids)
+        rows, _ = self._listed(f"({ID_FIELD},in,{ids})", len(row_ids), "records.reread")
+        return {row.id: row for row in rows}
+
+    def approve(self, row_id: int, reason_text: str) -> Action:
         """Tag the row approved (and explain why); :class:`RowGone` if it vanished."""
-        self._patch(row_id, self._settings.status_approved, reason_text)
-        return "approved"
+        self._patch([RowWrite(row_id, reason_text)], self._settings.status_approved)
+        return Action.APPROVED
 
-    def reject(self, row_id: int, reason_text: str) -> str:
-        """Delete the row, or tag it rejected (``reject_action = "tag"``).
+    def reject(self, row_id: int, reason_text: str) -> Action:
+        """One row of :meth:`reject_many` (a row already gone is ``ALREADY_GONE``)."""
+        return self.reject_many([RowWrite(row_id, reason_text)])[row_id]
 
-        A row that is already gone counts as done (``"already_gone"``): the goal, the row not
-        being shown, holds, and a retried DELETE whose first try succeeded must not fail.
+    def approve_many(self, writes: Sequence[RowWrite]) -> dict[int, Action]:
+        """Tag every row approved with one ``PATCH`` of the list; see :meth:`_bulk`."""
+        status = self._settings.status_approved
+        return self._bulk(writes, lambda some: self._patch(some, status), Action.APPROVED)
+
+    def review_many(self, writes: Sequence[RowWrite]) -> dict[int, Action]:
+        """Tag every row for an admin (review band) with one ``PATCH``; see :meth:`_bulk`.
+
+        A tagged row is no longer pending (the listing wants a blank status), so it is not
+        judged again on every pass: it waits for the admin.
         """
-        try:
-            if self._settings.reject_action == "tag":
-                self._patch(row_id, self._settings.status_rejected, reason_text)
-                return "tagged_rejected"
-            self._transport.request(
-                "DELETE", self._records_path, "records.delete", body=[{ID_FIELD: int(row_id)}]
-            )
-        except RowGone:
-            return "already_gone"
-        return "deleted"
+        status = self._settings.status_review
+        return self._bulk(writes, lambda some: self._patch(some, status), Action.TAGGED_REVIEW)
 
-    def _patch(self, row_id: int, status: str, reason_text: str) -> None:
-        record: dict[str, Any] = {ID_FIELD: int(row_id), self._settings.field_status: status}
-        if self._settings.field_reason:
-            record[self._settings.field_reason] = reason_text
-        self._transport.request("PATCH", self._records_path, "records.update", body=[record])
+    def reject_many(self, writes: Sequence[RowWrite]) -> dict[int, Action]:
+        """Delete (or tag) every row with one request of the list; see :meth:`_bulk`."""
+        return self._bulk(writes, self._reject, self._rejected, gone=Action.ALREADY_GONE)
+
+    def _bulk(
+        self,
+        writes: Sequence[RowWrite],
+        send: Callable[[Sequence[RowWrite]], object],
+        done: Action,
+        gone: Action = Action.GONE,
+    ) -> dict[int, Action]:
+        """One request for the list; row by row if NocoDB refused it for a missing row
+        (0.301.3, measured: a 404 ``ERR_RECORD_NOT_FOUND`` for the list, nothing written)."""
+        if not writes:
+            return {}
+        try:
+            send(writes)
+        except RowGone:
+            log.info("nocodb.bulk_row_missing", rows=len(writes))
+            return {write.row_id: _send_one(send, write, done, gone) for write in writes}
+        return {write.row_id: done for write in writes}
+
+    @property
+    def _rejected(self) -> Action:
+        return Action.TAGGED_REJECTED if self._settings.reject_action == "tag" else Action.DELETED
+
+    def _reject(self, writes: Sequence[RowWrite]) -> Action:
+        if self._settings.reject_action == "tag":
+            self._patch(writes, self._settings.status_rejected)
+        else:
+            body = [{ID_FIELD: int(write.row_id)} for write in writes]
+            self._transport.request("DELETE", self._records_path, "records.delete", body=body)
+        return self._rejected
+
+    def _patch(self, writes: Sequence[RowWrite], status: str) -> None:
+        s = self._settings
+        records: list[dict[str, Any]] = []
+        for write in writes:
+            record: dict[str, Any] = {ID_FIELD: int(write.row_id), s.field_status: status}
+            if s.field_reason:
+                record[s.field_reason] = write.reason_text
+            records.append(record)
+        self._transport.request("PATCH", self._records_path, "records.update", body=records)
+
+    # --- storage and exposure -------------------------------------------------------------
+    def iter_attachment_cells(self) -> Iterator[tuple[Attachment, ...]]:
+        """Every row's attachment cell, whatever its status: which files the table uses.
+
+        Pages by ``Id > last seen`` with only ``Id`` and the photo field. A failure raises
+        (never a partial answer): the storage purge must not take "not listed" for "unused".
+        """
+        after, size = 0, self._settings.page_size
+        photo = self._settings.field_photo
+        while True:
+            params = {
+                "where": f"({ID_FIELD},gt,{after})",
+                "sort": ID_FIELD,
+                "limit": str(size),
+                "offset": "0",
+                "fields": f"{ID_FIELD},{photo}",
+            }
+            data = self._transport.request("GET", self._records_path, "records.scan", params=params)
+            items = data.get("list") if isinstance(data, dict) else None
+            if not isinstance(items, list):
+                raise NocoDBRequestError(f"GET {self._records_path}: answer has no 'list'")
+            ids = [item.get(ID_FIELD) for item in items if isinstance(item, dict)]
+            for item in items:
+                yield parse_attachments(item.get(photo) if isinstance(item, dict) else item)
+            last = max((i for i in ids if isinstance(i, int)), default=None)
+            if len(items) < size:
+                return
+            if last is None or last <= after:
+                raise NocoDBRequestError("records scan stalled: rows without integer Id")
+            after = last
+
+    def shared_views(self) -> list[View]:
+        """The table's shared views; for all but forms, whether they show only approved rows."""
+        table = f"/api/v2/meta/tables/{self._table}"
+        views = parse_views(self._transport.request("GET", f"{table}/views", "meta.views"))
+        status_id = column_id(
+            self._transport.request("GET", table, "meta.table"), self._settings.field_status
+        )
+        approved = self._settings.status_approved
+        shared = []
+        for view in (v for v in views if v.shared):
+            if view.kind is ViewKind.FORM or status_id is None:
+                shared.append(view)
+                continue
+            path = f"/api/v2/meta/views/{view.id}/filters"
+            filters = self._transport.request("GET", path, "meta.filters")
+            shared.append(replace(view, only_approved=shows_only(filters, status_id, approved)))
+        return shared
 
     # --- schema and health ----------------------------------------------------------------
     def table_schema(self) -> TableSchema:
         """Column titles, types and select options of the table."""
         path = f"/api/v2/meta/tables/{self._table}"
-        data = self._transport.request("GET", path, "meta.table")
+        data = self._transport.request("GET", path, "meta.table", budget=Budget.META)
         if not isinstance(data, dict) or not isinstance(data.get("columns"), list):
             raise NocoDBRequestError(f"GET {path}: answer has no 'columns'")
         return parse_schema(self._table, data)
-
-    def politician_options(self) -> list[str]:
-        """The politician select's options, read from NocoDB."""
-        return politician_options(self.table_schema(), self._settings.field_politician)
 
     def ping(self) -> float:
         """One cheap authenticated call, no retries; returns its duration in seconds.
@@ -274,29 +381,20 @@ class NocoDBClient:
         return time.monotonic() - started
 
 
+def _send_one(
+    send: Callable[[Sequence[RowWrite]], object], write: RowWrite, done: Action, gone: Action
+) -> Action:
+    """One row of a refused bulk write: ``gone`` when that row is the missing one."""
+    try:
+        send([write])
+    except RowGone:
+        return gone
+    return done
+
+
 def _where_value(value: str) -> str:
     """A value inside NocoDB's where syntax, which has no quoting for ``( ) , ~``."""
     if any(char in value for char in "(),~"):
         raise ConfigError(f"status value {value!r} may not contain ( ) , or ~")
     return value
 
-
-def _check_field_names(settings: Settings) -> None:
-    """Refuse field names NocoDB's query syntax cannot carry (it has no quoting for them).
-
-    ``field_reason`` only ever appears as a JSON key, so any name works for it.
-    """
-    names = {
-        "field_politician": settings.field_politician,
-        "field_photo": settings.field_photo,
-        "field_status": settings.field_status,
-    }
-    for setting, name in names.items():
-        if not name.strip():
-            raise ConfigError(f"{setting}: must not be empty")
-        bad = sorted(FORBIDDEN_FIELD_CHARS.intersection(name))
-        if bad:
-            raise ConfigError(
-                f"{setting}: {name!r} contains {' '.join(bad)}, which NocoDB's where/fields "
-                "syntax cannot carry; rename the field in NocoDB"
-            )

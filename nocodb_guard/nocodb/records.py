@@ -71,6 +71,7 @@ def parse_attachment_entry(entry: Any) -> Attachment:
         size=_int_or_none(entry.get("size")),
         path=path,
         signed_path=_text_or_none(entry.get("signedPath")),
+        thumbnail_links=_thumbnail_links(entry.get("thumbnails")),
         url=_text_or_none(entry.get("url")),
         signed_url=_text_or_none(entry.get("signedUrl")),
         id=str(entry_id) if isinstance(entry_id, str | int) and entry_id != "" else None,
@@ -108,3 +109,11 @@ def _text_or_none(value: Any) -> str | None:
     if isinstance(value, str):
         return value if value.strip() else None
     return None
+
+
+def _thumbnail_links(thumbnails: Any) -> tuple[str, ...]:
+    """``{"tiny": {"signedPath": ...}, ...}`` -> the signed paths, in a stable order."""
+    if not isinstance(thumbnails, dict):
+        return ()
+    links = (v.get("signedPath") for _, v in sorted(thumbnails.items()) if isinstance(v, dict))
+    return tuple(link for link in links if isinstance(link, str) and link)

@@ -10,11 +10,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from nocodb_guard.errors import SchemaError
+from nocodb_guard.errors import ConfigError, SchemaError
 from nocodb_guard.nocodb.records import ID_FIELD
 from nocodb_guard.settings import Settings
 
 REASON_FIELD_TYPES = frozenset({"LongText", "SingleLineText"})
+#: Characters that would break NocoDB's ``where=(field,op,value)`` and ``fields=a,b`` syntax,
+#: which has no quoting for field names (spaces are fine: requests percent-encodes them).
+FORBIDDEN_FIELD_CHARS = frozenset("(),~")
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,8 @@ def check_schema(schema: TableSchema, settings: Settings) -> list[str]:
         needed = [("status_approved", s.status_approved)]
         if s.reject_action == "tag":
             needed.append(("status_rejected", s.status_rejected))
+        if s.uses_review():
+            needed.append(("status_review", s.status_review))
         have = schema.options.get(s.field_status, ())
         problems.extend(
             f"field {s.field_status!r} has no option {value!r} ({setting}); options: "
@@ -106,3 +111,24 @@ def require_schema(schema: TableSchema, settings: Settings) -> TableSchema:
     if problems:
         raise SchemaError("table schema: " + "; ".join(problems))
     return schema
+
+
+def check_field_names(settings: Settings) -> None:
+    """Refuse field names NocoDB's query syntax cannot carry (it has no quoting for them).
+
+    ``field_reason`` only ever appears as a JSON key, so any name works for it.
+    """
+    names = {
+        "field_politician": settings.field_politician,
+        "field_photo": settings.field_photo,
+        "field_status": settings.field_status,
+    }
+    for setting, name in names.items():
+        if not name.strip():
+            raise ConfigError(f"{setting}: must not be empty")
+        bad = sorted(FORBIDDEN_FIELD_CHARS.intersection(name))
+        if bad:
+            raise ConfigError(
+                f"{setting}: {name!r} contains {' '.join(bad)}, which NocoDB's where/fields "
+                "syntax cannot carry; rename the field in NocoDB"
+            )

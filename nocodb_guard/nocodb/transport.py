@@ -6,11 +6,18 @@ Every API request goes through :meth:`Transport.request` and every download thro
 :meth:`Transport.download` (each API attempt through ``_send_once``): the one place to pace,
 observe or log traffic. Nothing here knows an API version's paths; the client passes them.
 
-Retries (tenacity) live here and only here: connection errors, timeouts, 408, 425, 429
-(honouring ``Retry-After``) and 5xx are retried with jittered exponential backoff for at most
+Retries (tenacity) live here and only here: connection errors, timeouts, 408, 425 and 5xx
+are retried with jittered exponential backoff (or their ``Retry-After``) for at most
 ``settings.retry_seconds``, then :class:`NocoDBUnavailable` (the row is deferred). 401/403 is
 :class:`NocoDBAuthError` at once; 400/422 :class:`NocoDBRequestError` at once. Downloads are
 not retried: a failed one defers its row.
+
+Pacing (:mod:`~nocodb_guard.nocodb.pacing`): every API attempt first takes a slot of its
+budget (data or meta), and every answer's ``X-RateLimit-*`` headers are read. A 429 holds
+the budget for its ``Retry-After`` (every thread waits it out together) and the request is
+tried once more after that one wait; a second 429 gives up (deferred), so a block is never
+met with a retry storm. Downloads take no slot (NocoDB's limiter does not count them: they
+carry no token) but wait out a hold.
 
 Secrets: the token is added to API requests only, by an auth object whose ``repr`` is redacted
 (structlog renders frame locals in tracebacks); never to downloads, which go to hosts that must
@@ -30,6 +37,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,16 +45,11 @@ import requests
 import structlog
 from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    stop_before_delay,
-)
+from tenacity import RetryCallState, Retrying, retry_if_exception
 
 from nocodb_guard import __version__, attachments
 from nocodb_guard.errors import NocoDBUnavailable
+from nocodb_guard.nocodb.pacing import DEFAULT_BLOCK_SECONDS, MAX_HOLD_SECONDS, Budget, Pacer
 from nocodb_guard.nocodb.responses import interpret
 from nocodb_guard.settings import Settings
 
@@ -54,8 +57,9 @@ log = structlog.get_logger(__name__)
 
 USER_AGENT = f"nocodb-guard/{__version__}"
 TRANSIENT_STATUSES = frozenset({408, 425, 429})
-#: Longest ``Retry-After`` honoured; NocoDB Cloud blocks for 30 s after a burst.
-MAX_RETRY_AFTER = 120.0
+RATE_LIMITED = 429
+#: Longest ``Retry-After`` honoured; NocoDB blocks for 30 s after a burst.
+MAX_RETRY_AFTER = MAX_HOLD_SECONDS
 #: Connections kept per host: the sweep downloads with a few threads.
 POOL_SIZE = 8
 
@@ -79,12 +83,25 @@ class _TokenAuth(AuthBase):
 
 
 class _Transient(Exception):
-    """One attempt failed in a way worth retrying; internal to the retry loop."""
+    """One attempt failed in a way worth retrying; internal to the retry loop.
 
-    def __init__(self, cause: str, retry_after: float | None = None) -> None:
+    ``held`` marks a 429: the pacer already holds the budget for ``retry_after``, so the
+    retry loop adds no wait of its own; ``final`` marks the second 429 of one request.
+    """
+
+    def __init__(
+        self,
+        cause: str,
+        retry_after: float | None = None,
+        *,
+        held: bool = False,
+        final: bool = False,
+    ) -> None:
         super().__init__(cause)
         self.cause = cause
         self.retry_after = retry_after
+        self.held = held
+        self.final = final
 
 
 def build_session(pool_size: int = POOL_SIZE) -> requests.Session:
@@ -128,6 +145,7 @@ class Transport:
         session: requests.Session | None = None,
         observer: RequestObserver | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        pacer: Pacer | None = None,
     ) -> None:
         settings.token()  # fail now, with ConfigError, rather than on the first request
         self._settings = settings
@@ -135,6 +153,11 @@ class Transport:
         self._session = session if session is not None else build_session()
         self._observer = observer
         self._sleep = sleep
+        self.pacer = pacer or Pacer(
+            {Budget.DATA: settings.rate_limit, Budget.META: settings.meta_rate_limit},
+            sleep=sleep,
+        )
+        """Shared by every request and download of this transport (and its threads)."""
         self._auth = _TokenAuth(settings)
         self.base = settings.nocodb_url.rstrip("/")
         """``nocodb_url`` without a trailing slash; paths are appended to it."""
@@ -149,6 +172,7 @@ class Transport:
     def download(self, url: str, expected_size: int | None) -> bytes:
         """An attachment's bytes, without the token, through :func:`attachments.fetch`."""
         s = self._settings
+        self.pacer.wait_for_hold(Budget.DATA)
         started = time.monotonic()
         outcome = "error"
         try:
@@ -177,20 +201,24 @@ class Transport:
         body: Any = None,
         retry: bool = True,
         gone_on_404: bool = False,
+        budget: Budget = Budget.DATA,
     ) -> Any:
-        """Send with retries, map the final status to our errors, return the parsed JSON."""
-        budget = self._settings.retry_seconds
+        """Send with retries, map the final status to our errors, return the parsed JSON.
+
+        ``budget`` names NocoDB's limiter the path belongs to (the client knows its paths).
+        """
         retrying = Retrying(
-            stop=stop_before_delay(budget) if retry else stop_after_attempt(1),
+            stop=self._give_up(retry),
             wait=self._wait,
-            retry=retry_if_exception_type(_Transient),
+            retry=retry_if_exception(lambda exc: isinstance(exc, _Transient) and not exc.final),
             reraise=True,
             sleep=self._sleep,
             before_sleep=self._log_retry(method, path),
         )
         started = time.monotonic()
+        attempt = _Attempt(method, path, operation, budget, params, body)
         try:
-            response = retrying(self._send_once, method, path, operation, params, body)
+            response = retrying(self._send_once, attempt)
         except _Transient as exc:
             attempts = retrying.statistics.get("attempt_number", 1)
             cause = exc.cause
@@ -203,24 +231,19 @@ class Transport:
         table = self._settings.table_id or ""
         return interpret(method, path, response, table, gone_on_404=gone_on_404)
 
-    def _send_once(
-        self,
-        method: str,
-        path: str,
-        operation: str,
-        params: Mapping[str, str] | None,
-        body: Any,
-    ) -> requests.Response:
-        """One attempt. Transient outcomes raise :class:`_Transient`; others are returned."""
+    def _send_once(self, attempt: _Attempt) -> requests.Response:
+        """One attempt, after its slot. Transient outcomes raise :class:`_Transient`."""
         s = self._settings
+        method, path, operation = attempt.method, attempt.path, attempt.operation
+        self.pacer.acquire(attempt.budget)
         started = time.monotonic()
         failure: str | None = None
         try:
             response = self._session.request(
                 method,
                 self.base + path,
-                params=params,
-                json=body,
+                params=attempt.params,
+                json=attempt.body,
                 auth=self._auth,
                 timeout=(s.connect_timeout, s.read_timeout),
                 allow_redirects=False,
@@ -239,18 +262,41 @@ class Transport:
         log.debug(
             "nocodb.request", method=method, path=path, status=status, ms=round(elapsed * 1000)
         )
+        self.pacer.observe(attempt.budget, response.headers)
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        if status == RATE_LIMITED:
+            self.pacer.hold(attempt.budget, retry_after)
+            final, attempt.rate_limited = attempt.rate_limited, True
+            raise _Transient(f"HTTP {status}", retry_after, held=True, final=final)
         if status in TRANSIENT_STATUSES or status >= 500:
-            raise _Transient(
-                f"HTTP {status}", retry_after=parse_retry_after(response.headers.get("Retry-After"))
-            )
+            raise _Transient(f"HTTP {status}", retry_after=retry_after)
         return response
 
     def _wait(self, state: RetryCallState) -> float:
-        """``Retry-After`` when the server gave one, else jittered exponential backoff."""
+        """``Retry-After`` when the server gave one, else jittered exponential backoff.
+
+        Nothing for a 429: the pacer holds its budget, and the next attempt waits there.
+        """
         exc = state.outcome.exception() if state.outcome is not None else None
+        if isinstance(exc, _Transient) and exc.held:
+            return 0.0
         if isinstance(exc, _Transient) and exc.retry_after is not None:
             return exc.retry_after
         return backoff_seconds(state.attempt_number)
+
+    def _give_up(self, retry: bool) -> Callable[[RetryCallState], bool]:
+        """Stop when the next wait (a 429's hold included) would pass ``retry_seconds``."""
+        budget = self._settings.retry_seconds
+
+        def stop(state: RetryCallState) -> bool:
+            exc = state.outcome.exception() if state.outcome is not None else None
+            hold = 0.0
+            if isinstance(exc, _Transient) and exc.held:
+                hold = DEFAULT_BLOCK_SECONDS if exc.retry_after is None else exc.retry_after
+            elapsed = state.seconds_since_start or 0.0
+            return not retry or elapsed + state.upcoming_sleep + hold >= budget
+
+        return stop
 
     @staticmethod
     def _log_retry(method: str, path: str) -> Callable[[RetryCallState], None]:
@@ -270,6 +316,19 @@ class Transport:
     def _observe(self, operation: str, outcome: str, seconds: float) -> None:
         if self._observer is not None:
             self._observer(operation, outcome, seconds)
+
+
+@dataclass
+class _Attempt:
+    """One request as the retry loop sees it, and whether it already met a 429."""
+
+    method: str
+    path: str
+    operation: str
+    budget: Budget
+    params: Mapping[str, str] | None
+    body: Any
+    rate_limited: bool = False
 
 
 def backoff_seconds(attempt: int, base: float = 0.2, cap: float = 5.0) -> float:

@@ -27,9 +27,15 @@ from typing import Any
 import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from nocodb_guard.errors import AlreadyRunning, GuardError, NocoDBUnavailable, Stop
-from nocodb_guard.faces.see import PipelineConfig
-from nocodb_guard.faces.workers import make_analyzer
+from nocodb_guard.errors import (
+    AlreadyRunning,
+    GuardError,
+    NocoDBRequestError,
+    NocoDBUnavailable,
+    Stop,
+)
+from nocodb_guard.nocodb.pacing import PacingTotals
+from nocodb_guard.report import SweepResult
 from nocodb_guard.runtime import Runtime, build_runtime
 from nocodb_guard.service.health import write_heartbeat
 from nocodb_guard.service.locking import sweep_lock
@@ -39,7 +45,6 @@ from nocodb_guard.service.signals import Flags
 from nocodb_guard.service.webhook import WebhookServer
 from nocodb_guard.settings import Settings
 from nocodb_guard.startup import StartupReport, check_startup
-from nocodb_guard.sweep import SweepResult
 
 log = structlog.get_logger("nocodb_guard.service.daemon")
 
@@ -122,12 +127,15 @@ class Daemon:
         self._notifier = notifier or SystemdNotifier()
         self._metrics = metrics or Metrics(enabled=settings.metrics_port > 0)
         runtime.recorders.append(self._metrics)
+        if runtime.purger is not None:
+            runtime.purger.observer = self._metrics
         self._scheduler = BackgroundScheduler(timezone="UTC")
         self._webhook: WebhookServer | None = None
         self._liveness = liveness or Liveness(
             stall_bound(settings), settings.poll_interval + IDLE_SLACK_SECONDS
         )
         self._stalled = False
+        self._pacing = PacingTotals()
 
     # --- lifecycle ------------------------------------------------------------------------------
     def start(self, startup: StartupReport) -> None:
@@ -227,6 +235,7 @@ class Daemon:
         started = time.monotonic()
         try:
             with sweep_lock(self._settings.state_dir):
+                pending = self._count_pending()
                 result = self._runtime.sweeper().run(
                     should_stop=self._flags.stop.is_set,
                     on_outcome=lambda _: self._liveness.progress(),
@@ -243,29 +252,57 @@ class Daemon:
         except Exception as exc:  # the tick boundary: a bug must not end the service
             self._tick_crashed(exc)
             return
-        self._tick_done(result, time.monotonic() - started)
+        self._tick_done(result, pending, time.monotonic() - started)
 
-    def _tick_done(self, result: SweepResult, seconds: float) -> None:
-        self._metrics.observe_sweep(seconds, len(result.outcomes), ok=result.error is None)
-        self._notifier.status(result.status_line())
+    def _count_pending(self) -> int | None:
+        """The queue depth at the start of the pass: one count request, paced like the rest.
+
+        A count that fails must not stop moderation (it is only a gauge): the pass that
+        follows meets, and handles, whatever made it fail.
+        """
+        try:
+            return self._runtime.client.count_pending()
+        except (NocoDBUnavailable, NocoDBRequestError) as exc:
+            log.warning("pending_count_failed", error=str(exc))
+            return None
+
+    def _pacing_of_pass(self) -> PacingTotals:
+        """What the rate limit cost since the last tick; counted in the metrics."""
+        totals = self._runtime.client.pacing()
+        delta, self._pacing = totals.since(self._pacing), totals
+        self._metrics.observe_pacing(delta)
+        return delta
+
+    def _status(self, text: str, pending: int | None = None) -> PacingTotals:
+        """sd_notify STATUS: the outcome, the queue depth and whether the pass was paced."""
+        paced = self._pacing_of_pass()
+        parts = (text, "" if pending is None else f"{pending} pending", paced.describe())
+        self._notifier.status("; ".join(part for part in parts if part))
+        return paced
+
+    def _tick_done(self, result: SweepResult, pending: int | None, seconds: float) -> None:
+        self._metrics.observe_sweep(seconds, pending, ok=result.error is None)
+        paced = self._status(result.status_line(), pending)
         if result.error is None:
-            write_heartbeat(self._settings.state_dir, _counts(result.summary()))
+            write_heartbeat(
+                self._settings.state_dir,
+                _counts(result.summary()),
+                pending=pending,
+                paced_seconds=paced.paced_seconds,
+            )
 
     def _tick_failed(self, exc: GuardError) -> None:
         log.error("tick_failed", error=str(exc), kind=type(exc).__name__)
         self._metrics.observe_error(type(exc).__name__)
-        self._notifier.status(f"last tick failed: {type(exc).__name__}")
+        self._status(f"last tick failed: {type(exc).__name__}")
 
     def _tick_crashed(self, exc: Exception) -> None:
         """Log with the traceback; a dead face worker pool is rebuilt for the next tick."""
         log.error("tick_failed", error=repr(exc), kind=type(exc).__name__, exc_info=True)
         self._metrics.observe_error(type(exc).__name__)
-        self._notifier.status(f"last tick failed: {type(exc).__name__}")
+        self._status(f"last tick failed: {type(exc).__name__}")
         if isinstance(exc, BrokenExecutor):
-            self._runtime.analyzer.close()
-            self._runtime.analyzer = make_analyzer(
-                PipelineConfig.from_settings(self._settings), self._settings.workers
-            )
+            self._runtime.analyzer.restart()
             log.warning("face_workers_restarted")
 
 

@@ -6,7 +6,9 @@ needs no token, no NocoDB and no face stack, and it cannot disturb the running s
 A sweep that fails (NocoDB down) writes nothing: the heartbeat ages and the check fails
 once it is older than ``heartbeat_max_age``.
 
-The file holds a timestamp, verdict counts and a pid: nothing about uploads or uploaders.
+The file holds a timestamp, verdict counts, the queue depth (rows waiting at the start of
+the pass), the seconds the rate limit paced that pass, and a pid: nothing about uploads or
+uploaders. ``health --json`` prints all of it for monitoring.
 """
 
 from __future__ import annotations
@@ -36,6 +38,10 @@ class Heartbeat:
     last_success: datetime
     summary: dict[str, int] = field(default_factory=dict)
     pid: int = 0
+    pending: int | None = None
+    """Rows waiting at the start of that pass; None when the count failed (or older files)."""
+    paced_seconds: float = 0.0
+    """Seconds that pass's NocoDB requests waited for the rate limit."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,20 @@ class HealthStatus:
     ok: bool
     message: str
     age: float | None = None
+    heartbeat: Heartbeat | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        """What ``health --json`` prints."""
+        beat = self.heartbeat
+        return {
+            "ok": self.ok,
+            "message": self.message,
+            "age_seconds": None if self.age is None else round(self.age, 1),
+            "last_success": None if beat is None else beat.last_success.isoformat(),
+            "pending": None if beat is None else beat.pending,
+            "paced_seconds": None if beat is None else round(beat.paced_seconds, 1),
+            "summary": {} if beat is None else beat.summary,
+        }
 
 
 def heartbeat_path(state_dir: Path) -> Path:
@@ -52,7 +72,12 @@ def heartbeat_path(state_dir: Path) -> Path:
 
 
 def write_heartbeat(
-    state_dir: Path, summary: Mapping[str, int], now: datetime | None = None
+    state_dir: Path,
+    summary: Mapping[str, int],
+    now: datetime | None = None,
+    *,
+    pending: int | None = None,
+    paced_seconds: float = 0.0,
 ) -> Path:
     """Record a successful sweep; atomic, so a reader never sees half a file."""
     moment = (now or datetime.now(UTC)).astimezone(UTC)
@@ -60,6 +85,8 @@ def write_heartbeat(
         "last_success": moment.isoformat(),
         "summary": {str(key): int(value) for key, value in summary.items()},
         "pid": os.getpid(),
+        "pending": pending,
+        "paced_seconds": round(paced_seconds, 3),
     }
     state_dir.mkdir(parents=True, exist_ok=True)
     target = heartbeat_path(state_dir)
@@ -102,10 +129,13 @@ def _parse(data: Any) -> Heartbeat:
     summary = data.get("summary") or {}
     if not isinstance(summary, dict):
         raise TypeError("summary is not an object")
+    pending = data.get("pending")
     return Heartbeat(
         last_success=moment.astimezone(UTC),
         summary={str(key): int(value) for key, value in summary.items()},
         pid=int(data.get("pid", 0)),
+        pending=None if pending is None else int(pending),
+        paced_seconds=float(data.get("paced_seconds") or 0.0),
     )
 
 
@@ -125,6 +155,8 @@ def check_health(
     # A heartbeat slightly in the future (clock stepped back) still proves liveness.
     age = max(0.0, (moment - heartbeat.last_success).total_seconds())
     counts = ", ".join(f"{key}={value}" for key, value in sorted(heartbeat.summary.items()))
+    if heartbeat.pending is not None:
+        counts += f"{', ' if counts else ''}pending={heartbeat.pending}"
     when = heartbeat.last_success.isoformat(timespec="seconds")
     if age > max_age_seconds:
         return HealthStatus(
@@ -132,10 +164,14 @@ def check_health(
             message=f"last successful sweep {age:.0f}s ago ({when}), "
             f"older than {max_age_seconds:.0f}s",
             age=age,
+            heartbeat=heartbeat,
         )
     detail = f"; {counts}" if counts else ""
     return HealthStatus(
-        ok=True, message=f"last successful sweep {age:.0f}s ago ({when}){detail}", age=age
+        ok=True,
+        message=f"last successful sweep {age:.0f}s ago ({when}){detail}",
+        age=age,
+        heartbeat=heartbeat,
     )
 
 

@@ -2,8 +2,8 @@
 
 Every series lives in a private ``CollectorRegistry`` owned by one :class:`Metrics`, not in
 prometheus-client's global registry, so two instances (tests, a one-shot sweep inside the
-daemon's process) never collide. :class:`NullMetrics` has the same methods and does nothing;
-:func:`create_metrics` picks one from the settings so callers never branch.
+daemon's process) never collide. The daemon always builds one; with ``metrics_port = 0`` it
+counts but never listens.
 
 Label values come from closed sets only (``Verdict``, ``Reason``, :data:`NOCODB_ERROR_KINDS`):
 nothing an uploader or NocoDB sends can become a label, which bounds cardinality and keeps
@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Iterable
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_wsgi_server
@@ -24,10 +22,9 @@ from prometheus_client.exposition import generate_latest
 
 from nocodb_guard.errors import GuardError
 from nocodb_guard.models import Reason, RowOutcome, Verdict
+from nocodb_guard.nocodb.pacing import PacingTotals
 from nocodb_guard.service.httpd import stop_serving
-
-if TYPE_CHECKING:
-    from nocodb_guard.settings import Settings
+from nocodb_guard.storage.base import PurgeStatus
 
 NAMESPACE = "nocodb_guard"
 
@@ -78,30 +75,6 @@ def request_error_kind(operation: str, outcome: str) -> str | None:
 SWEEP_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
 
 
-class MetricsSink(Protocol):
-    """What the sweep and the daemon record; both :class:`Metrics` and :class:`NullMetrics`."""
-
-    def record(self, outcome: RowOutcome) -> None: ...
-
-    def record_decision(self, verdict: Verdict, reason: Reason) -> None: ...
-
-    def observe_error(self, kind: str) -> None: ...
-
-    def record_nocodb_error(self, kind: str) -> None: ...
-
-    def observe_sweep(self, seconds: float, rows: int | None = None, ok: bool = True) -> None: ...
-
-    def mark_success(self, timestamp: float | None = None) -> None: ...
-
-    def set_pending(self, count: int) -> None: ...
-
-    def time_sweep(self) -> AbstractContextManager[None]: ...
-
-    def start_server(self, host: str = "127.0.0.1", port: int = 0) -> int: ...
-
-    def stop_server(self) -> None: ...
-
-
 class Metrics:
     """The real thing: counters and gauges in a private registry, optionally served.
 
@@ -109,22 +82,20 @@ class Metrics:
     so the daemon can build one unconditionally.
     """
 
+    _server: WSGIServer | None = None
+    _thread: threading.Thread | None = None
+
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
         self.registry = CollectorRegistry(auto_describe=True)
-        self.rows_decided = Counter(
-            "rows_decided",
-            "Rows given a verdict, by verdict and reason.",
-            labelnames=("verdict", "reason"),
-            namespace=NAMESPACE,
-            registry=self.registry,
+        self.rows_decided = self._counter(
+            "rows_decided", "Rows given a verdict, by verdict and reason.", "verdict", "reason"
         )
-        self.sweeps = Counter(
+        self.sweeps = self._counter(
             "sweeps",
             "Sweeps run, by outcome (failed: NocoDB unavailable or an unexpected error).",
-            labelnames=("outcome",),
-            namespace=NAMESPACE,
-            registry=self.registry,
+            "outcome",
+            zeros=SWEEP_OUTCOMES,
         )
         self.sweep_duration = Histogram(
             "sweep_duration_seconds",
@@ -133,43 +104,59 @@ class Metrics:
             namespace=NAMESPACE,
             registry=self.registry,
         )
-        self.nocodb_errors = Counter(
+        self.nocodb_errors = self._counter(
             "nocodb_request_errors",
             "Failed NocoDB requests (each retry attempt counts), by kind.",
-            labelnames=("kind",),
-            namespace=NAMESPACE,
-            registry=self.registry,
+            "kind",
+            zeros=NOCODB_ERROR_KINDS,
         )
-        self.tick_errors = Counter(
+        self.tick_errors = self._counter(
             "tick_errors",
             "Daemon ticks that failed as a whole, by error class (NocoDBUnavailable, ...).",
-            labelnames=("kind",),
-            namespace=NAMESPACE,
-            registry=self.registry,
+            "kind",
         )
-        self.last_success = Gauge(
-            "last_success_timestamp_seconds",
-            "Unix time of the last sweep that completed.",
-            namespace=NAMESPACE,
-            registry=self.registry,
+        self.last_success = self._gauge(
+            "last_success_timestamp_seconds", "Unix time of the last sweep that completed."
         )
-        self.pending_rows = Gauge(
-            "pending_rows",
-            "Pending rows seen by the last sweep (the moderation queue depth).",
-            namespace=NAMESPACE,
-            registry=self.registry,
+        self.pending_rows = self._gauge(
+            "pending_rows", "Rows waiting for moderation, counted at the start of the last sweep."
         )
-        for outcome in SWEEP_OUTCOMES:  # export zeros so rate() works from the start
-            self.sweeps.labels(outcome=outcome)
-        for kind in NOCODB_ERROR_KINDS:
-            self.nocodb_errors.labels(kind=kind)
-        self._server: WSGIServer | None = None
-        self._thread: threading.Thread | None = None
+        self.paced_seconds = self._counter(
+            "paced_seconds",
+            "Seconds NocoDB requests waited for the client-side rate limit or a server hold.",
+        )
+        self.rate_limit_holds = self._counter(
+            "rate_limit_holds",
+            "Times NocoDB said to wait (X-RateLimit-Remaining 0, or a 429's Retry-After).",
+        )
+        self.files_purged = self._counter(
+            "stored_files_purge",
+            "Stored files of deleted rows handled by the purge, by outcome (PurgeStatus).",
+            "outcome",
+            zeros=[status.value for status in PurgeStatus],
+        )
+
+    def _counter(
+        self, name: str, documentation: str, *labels: str, zeros: Iterable[str] = ()
+    ) -> Counter:
+        """A counter; each of ``zeros`` (values of its one label) is exported at 0 from the
+        start, so that ``rate()`` works before the first event."""
+        counter = Counter(name, documentation, labels, namespace=NAMESPACE, registry=self.registry)
+        for value in zeros:
+            counter.labels(value)
+        return counter
+
+    def _gauge(self, name: str, documentation: str) -> Gauge:
+        return Gauge(name, documentation, namespace=NAMESPACE, registry=self.registry)
 
     # --- recording ------------------------------------------------------------------------
     def record(self, outcome: RowOutcome) -> None:
         """The sweep's ``Recorder`` interface: one decided row."""
         self.record_decision(outcome.decision.verdict, outcome.decision.reason)
+
+    def record_purge(self, status: PurgeStatus) -> None:
+        """The purger's observer interface: one stored file handled."""
+        self.files_purged.labels(outcome=PurgeStatus(status).value).inc()
 
     def record_decision(self, verdict: Verdict, reason: Reason) -> None:
         self.rows_decided.labels(verdict=Verdict(verdict).value, reason=Reason(reason).value).inc()
@@ -187,8 +174,13 @@ class Metrics:
         if kind is not None:
             self.record_nocodb_error(kind)
 
+    def observe_pacing(self, pacing: PacingTotals) -> None:
+        """What the rate limiter cost during one pass."""
+        self.paced_seconds.inc(max(0.0, pacing.paced_seconds))
+        self.rate_limit_holds.inc(max(0, pacing.holds))
+
     def observe_sweep(self, seconds: float, rows: int | None = None, ok: bool = True) -> None:
-        """A finished sweep; ``rows``, when given, is the pending rows it saw."""
+        """A finished sweep; ``rows``, when given, is the queue depth counted at its start."""
         self.sweep_duration.observe(max(0.0, seconds))
         self.sweeps.labels(outcome="ok" if ok else "failed").inc()
         if rows is not None:
@@ -201,17 +193,6 @@ class Metrics:
 
     def set_pending(self, count: int) -> None:
         self.pending_rows.set(max(0, count))
-
-    @contextmanager
-    def time_sweep(self) -> Iterator[None]:
-        """Time a sweep: an exception escaping the block counts it as failed."""
-        start = time.monotonic()
-        ok = False
-        try:
-            yield
-            ok = True
-        finally:
-            self.observe_sweep(time.monotonic() - start, ok=ok)
 
     def render(self) -> bytes:
         """The exposition text, as a scrape would see it (tests, debugging)."""
@@ -237,54 +218,6 @@ class Metrics:
         stop_serving(self._server, self._thread)
         self._server = None
         self._thread = None
-
-
-class NullMetrics:
-    """Same interface, records nothing: what callers get when metrics are disabled."""
-
-    def record(self, outcome: RowOutcome) -> None:
-        """Nothing to record."""
-
-    def record_decision(self, verdict: Verdict, reason: Reason) -> None:
-        """Nothing to record."""
-
-    def observe_error(self, kind: str) -> None:
-        """Nothing to record."""
-
-    def record_nocodb_error(self, kind: str) -> None:
-        """Nothing to record."""
-
-    def observe_request(self, operation: str, outcome: str, seconds: float) -> None:
-        """Nothing to record."""
-
-    def observe_sweep(self, seconds: float, rows: int | None = None, ok: bool = True) -> None:
-        """Nothing to record."""
-
-    def mark_success(self, timestamp: float | None = None) -> None:
-        """Nothing to record."""
-
-    def set_pending(self, count: int) -> None:
-        """Nothing to record."""
-
-    @contextmanager
-    def time_sweep(self) -> Iterator[None]:
-        yield
-
-    def start_server(self, host: str = "127.0.0.1", port: int = 0) -> int:
-        """Never listens; 0 says so."""
-        return 0
-
-    def stop_server(self) -> None:
-        """Nothing to stop."""
-
-
-def create_metrics(settings: Settings) -> Metrics | NullMetrics:
-    """Metrics served on ``metrics_host:metrics_port``, or :class:`NullMetrics` when port is 0."""
-    if settings.metrics_port == 0:
-        return NullMetrics()
-    metrics = Metrics()
-    metrics.start_server(settings.metrics_host, settings.metrics_port)
-    return metrics
 
 
 def _guard_error_names() -> frozenset[str]:

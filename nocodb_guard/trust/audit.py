@@ -8,7 +8,8 @@ the last line of today's file, which :meth:`AuditLog.query` skips.
 What a record holds, and what it deliberately does not:
 
 - row id, UTC time, the politician chosen in the form, verdict, reason, action, the
-  plain-words explanation, the deciding distance and tolerance, the settings version;
+  plain-words explanation, the deciding distance and tolerance, the settings version, and
+  for a deleted row how many stored files were purged with it (``files_purged``);
 - per attachment: its position, detected format, face count, ignored (background) faces,
   the smallest side of each kept face in pixels, best distance, and the problem if any.
 - **Never** face encodings, pixels or face coordinates (where a face is in a picture is a
@@ -28,7 +29,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from nocodb_guard.models import PictureAnalysis, RowOutcome, Verdict
+from nocodb_guard.models import Action, PictureAnalysis, RowOutcome, Verdict
 from nocodb_guard.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 #: Settings that change what a picture is decided to be; hashed by :func:`settings_version`.
 DECISION_SETTINGS = (
     "tolerance",
+    "review_band",
     "politicians",
     "max_pixels",
     "max_side",
@@ -90,7 +92,8 @@ def outcome_record(
         "politician": outcome.politician,
         "verdict": str(decision.verdict),
         "reason": str(decision.reason),
-        "action": outcome.action,
+        "action": outcome.action.value,
+        "files_purged": outcome.files_purged,
         "explanation": decision.explanation,
         "distance": None if decision.distance is None else round(decision.distance, 4),
         "tolerance": decision.tolerance,
@@ -155,7 +158,7 @@ class AuditLog:
         when = (now or datetime.now(UTC)).astimezone(UTC)
         if self._pruned_on != when.date():
             self.prune(when)
-        dry = dry_run or self.dry_run or outcome.action == "dry_run"
+        dry = dry_run or self.dry_run or outcome.action is Action.DRY_RUN
         record = outcome_record(outcome, when=when, version=self.settings_version, dry_run=dry)
         line = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
         fd = os.open(self.path_for(when.date()), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)

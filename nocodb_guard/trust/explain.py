@@ -53,18 +53,16 @@ def explain_pictures(
     config = PipelineConfig.from_settings(settings)
     engine = make_engine(config)
     label = politician or REFERENCE_LABEL
-    used_tolerance = tolerance or references.tolerance
     results = []
     for image in images:
         picture = _analyze_file(image, references, config, engine)
         decision = decide(
             RowEvidence(
                 politician=label,
-                has_references=True,
+                tolerance=tolerance or references.tolerance,
                 attachment_count=1,
                 pictures=(picture,),
             ),
-            tolerance=used_tolerance,
             max_attachments=settings.max_attachments,
         )
         results.append(explain_json(str(image), picture, decision, references.files))

@@ -4,6 +4,9 @@ One server per test session (start-up costs ~10 s, the npm install is cached per
 on a fresh temp data dir and a free port, bootstrapped by `scripts/nocodb-dev up` exactly as
 operators run it. Tests share it and empty the table with the `clean_table` fixture.
 Every test under tests/integration/ is marked `integration`.
+
+The database is NocoDB's SQLite unless NOCODB_DEV_DB=postgres (what production runs):
+`scripts/test` runs the integration tests once on each.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +43,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
 
 
+def database() -> str:
+    """The database the session's NocoDB runs on (scripts/nocodb-dev reads the same variable)."""
+    return os.environ.get("NOCODB_DEV_DB") or "sqlite"
+
+
+def pytest_report_header() -> str:
+    return f"nocodb-dev database: {database()} (NOCODB_DEV_DB)"
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -52,15 +65,22 @@ class DevServer:
     dir: Path
     port: int
     politicians: tuple[str, ...]
+    db: str = field(default_factory=database)
     env: dict[str, str] = field(default_factory=dict)
 
     # ----------------------------------------------------------- lifecycle
     def run(
-        self, command: str, *args: str, timeout: float = UP_TIMEOUT_S
+        self, command: str, *args: str, timeout: float = UP_TIMEOUT_S, db: str | None = None
     ) -> subprocess.CompletedProcess[str]:
-        """Run `scripts/nocodb-dev COMMAND` against this server's data dir and port."""
+        """Run `scripts/nocodb-dev COMMAND` against this server's data dir, port and database."""
         process_env = dict(os.environ)
-        process_env.update({"NOCODB_DEV_DIR": str(self.dir), "NOCODB_DEV_PORT": str(self.port)})
+        process_env.update(
+            {
+                "NOCODB_DEV_DIR": str(self.dir),
+                "NOCODB_DEV_PORT": str(self.port),
+                "NOCODB_DEV_DB": db or self.db,
+            }
+        )
         return subprocess.run(
             [sys.executable, str(NOCODB_DEV), command, *args],
             env=process_env,
@@ -115,6 +135,11 @@ class DevServer:
     def form_uuid(self) -> str:
         return self.env["NOCODB_DEV_FORM_UUID"]
 
+    @property
+    def gallery_uuid(self) -> str:
+        """The public gallery of approved pictures (what the campaign site shows)."""
+        return self.env["NOCODB_DEV_GALLERY_UUID"]
+
     # ----------------------------------------------------------- visitors and admins
     def submit(
         self,
@@ -151,18 +176,26 @@ def require_node() -> None:
         )
 
 
+def server_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh data dir. PostgreSQL's cluster runs as an unprivileged user, who cannot enter
+    pytest's private temp root: its dir is made directly under /tmp (and wiped at the end)."""
+    if database() == "postgres":
+        return Path(tempfile.mkdtemp(prefix="nocodb-dev-pg-"))
+    return tmp_path_factory.mktemp("nocodb-dev")
+
+
 @pytest.fixture(scope="session")
 def nocodb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
     """The session's real NocoDB; always brought down at the end, even after a failure."""
     require_node()
-    server = DevServer(
-        dir=tmp_path_factory.mktemp("nocodb-dev"), port=free_port(), politicians=POLITICIANS
-    )
+    server = DevServer(dir=server_dir(tmp_path_factory), port=free_port(), politicians=POLITICIANS)
     try:
         server.start()
         yield server
     finally:
         server.stop()
+        if server.db == "postgres":
+            server.run("reset", timeout=60)
 
 
 @pytest.fixture

@@ -388,7 +388,7 @@ def test_sigterm_during_a_sweep_finishes_the_row_in_hand_and_the_next_start_does
     cats = {submit_cat(nocodb, f"cat {i}") for i in range(6)}
     state = tmp_path / "state"
 
-    with running_daemon(nocodb, references, state, poll_interval="120") as first:
+    with running_daemon(nocodb, references, state, poll_interval="120", act_batch="2") as first:
         first.wait_for_event("row_decided", 60)
         stopped_at = time.monotonic()
         exit_code = first.terminate()

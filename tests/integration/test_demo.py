@@ -41,4 +41,5 @@ def test_the_demo_uploads_five_pictures_through_the_form_and_the_daemon_decides_
     assert "deleted (no_face" in lines["a cat"]
     assert "deleted (not_an_image" in lines["a text file named .jpg"]
     assert f"/dashboard/#/nc/form/{clean_table.form_uuid}" in out
+    assert f"/dashboard/#/nc/gallery/{clean_table.gallery_uuid}" in out
     assert clean_table.token not in out + result.stderr

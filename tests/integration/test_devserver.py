@@ -58,6 +58,25 @@ def test_guard_env_is_private_and_names_the_configured_fields(nocodb: DevServer)
     assert nocodb.url == f"http://127.0.0.1:{nocodb.port}"
 
 
+def test_the_server_runs_on_the_database_the_suite_asked_for(nocodb: DevServer) -> None:
+    status = nocodb.run("status", timeout=30)
+
+    assert f"on {nocodb.db} (healthy" in status.stdout
+    if nocodb.db == "postgres":
+        postmaster = int((nocodb.dir / "pg" / "postmaster.pid").read_text().split()[0])
+        assert Path(f"/proc/{postmaster}").stat().st_uid != 0  # PostgreSQL refuses root
+        assert "PostgreSQL running" in status.stdout
+
+
+def test_a_data_dir_keeps_its_database(nocodb: DevServer) -> None:
+    other = "sqlite" if nocodb.db == "postgres" else "postgres"
+
+    result = nocodb.run("up", db=other, timeout=60)
+
+    assert result.returncode == 1
+    assert f"holds a {nocodb.db} NocoDB" in result.stderr
+
+
 def test_the_politician_field_offers_every_configured_label(nocodb: DevServer) -> None:
     options = nocodb_admin.get_select_options(
         nocodb.url, nocodb.token, nocodb.table_id, "Politician"
@@ -81,6 +100,49 @@ def test_an_anonymous_form_submission_lands_with_a_downloadable_signed_attachmen
     download = requests.get(f"{clean_table.url}/{attachment['signedPath']}", timeout=30)
     assert download.status_code == 200
     assert download.content == picture
+
+
+def test_stored_files_are_served_only_through_signed_links_as_in_production(
+    clean_table: DevServer,
+) -> None:
+    created = clean_table.submit("obama", [("face.jpg", small_jpeg(), "image/jpeg")])
+
+    [attachment] = created["Photo"]
+    anonymous = requests.get(f"{clean_table.url}/{attachment['path']}", timeout=30)
+    signed = requests.get(f"{clean_table.url}/{attachment['signedPath']}", timeout=30)
+    assert anonymous.status_code != 200
+    assert signed.status_code == 200
+
+
+def test_guard_env_points_the_purge_at_the_folder_holding_the_uploads(
+    clean_table: DevServer,
+) -> None:
+    created = clean_table.submit("obama", [("face.jpg", small_jpeg(), "image/jpeg")])
+
+    stored = created["Photo"][0]["path"].removeprefix("download/")
+    data_dir = Path(clean_table.env["NOCODB_GUARD_NOCODB_DATA_DIR"])
+    assert (data_dir / "nc" / "uploads" / stored).is_file()
+
+
+def test_the_public_gallery_shows_approved_rows_only(clean_table: DevServer) -> None:
+    clean_table.insert(
+        [
+            {"Title": "kept", "Status": "approved"},
+            {"Title": "tagged", "Status": "rejected"},
+            {"Title": "to review", "Status": "review"},
+            {"Title": "pending"},
+        ]
+    )
+
+    shown = nocodb_admin.shared_view_rows(clean_table.url, clean_table.gallery_uuid)
+
+    assert [row["Title"] for row in shown] == ["kept"]
+
+
+def test_the_status_field_offers_approved_rejected_and_review(nocodb: DevServer) -> None:
+    options = nocodb_admin.get_select_options(nocodb.url, nocodb.token, nocodb.table_id, "Status")
+
+    assert options == ["approved", "rejected", "review"]
 
 
 def test_several_files_in_one_submission_stay_in_one_cell_in_order(clean_table: DevServer) -> None:
@@ -158,6 +220,31 @@ def test_up_without_node_says_what_to_install(tmp_path: Path) -> None:
     assert "node and npm not found" in result.stderr
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root runs PostgreSQL as another user")
+def test_postgres_in_a_folder_its_user_cannot_enter_is_refused_with_the_remedy(
+    tmp_path: Path,
+) -> None:
+    env = {
+        **os.environ,
+        "NOCODB_DEV_DIR": str(tmp_path / "data"),  # under pytest's private (0700) temp root
+        "NOCODB_DEV_PORT": str(free_port()),
+        "NOCODB_DEV_DB": "postgres",
+    }
+
+    result = subprocess.run(
+        [sys.executable, str(NOCODB_DEV), "up"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+    assert result.returncode == 1
+    assert "cannot enter" in result.stderr
+    assert "NOCODB_DEV_DIR under /tmp" in result.stderr
+
+
 def test_down_stops_only_our_server_and_up_brings_it_back_on_the_same_data(
     nocodb: DevServer,
 ) -> None:
@@ -171,7 +258,9 @@ def test_down_stops_only_our_server_and_up_brings_it_back_on_the_same_data(
         assert nocodb.pid() is None
         assert not is_running(pid)
         assert bystander.poll() is None
-        assert nocodb.run("status", timeout=30).returncode == 3
+        status = nocodb.run("status", timeout=30)
+        assert status.returncode == 3
+        assert "PostgreSQL running" not in status.stdout
         with pytest.raises(requests.ConnectionError):
             requests.get(f"{nocodb.url}/api/v1/health", timeout=5)
     finally:

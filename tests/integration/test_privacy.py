@@ -43,6 +43,9 @@ ALLOWED_STATE_FILES = (
     re.compile(r"^heartbeat\.json$"),
     re.compile(r"^audit/audit-\d{4}-\d{2}-\d{2}\.jsonl$"),
     re.compile(r"^sweep\.lock$"),
+    # Storage paths of files to purge / seen in the table (never bytes): storage/queue.py
+    re.compile(r"^purge-queue\.json$"),
+    re.compile(r"^storage-ledger\.jsonl$"),
 )
 SLICE = 64
 

@@ -18,7 +18,6 @@ from nocodb_guard.errors import (
     DownloadFailed,
     DownloadTooLarge,
     RetryLater,
-    SkipRow,
     UrlNotAllowed,
 )
 
@@ -180,10 +179,6 @@ def test_only_global_unicast_addresses_count_as_public() -> None:
         assert not is_public_address(address), address
     assert not is_public_address("224.0.0.1")
     assert not is_public_address("not an address")
-
-
-def test_unallowed_urls_are_skipped_rows_not_deletions() -> None:
-    assert issubclass(UrlNotAllowed, SkipRow)
 
 
 # --- redirects and statuses ---------------------------------------------------------------

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from nocodb_guard.models import (
+    Action,
     Decision,
     FaceBox,
     PictureAnalysis,
@@ -41,7 +42,7 @@ def _approved(row_id: int = 123) -> RowOutcome:
         0.41,
         0.55,
     )
-    return RowOutcome(row_id, "Grace Hopper", decision, "approved", (picture,))
+    return RowOutcome(row_id, "Grace Hopper", decision, Action.APPROVED, (picture,))
 
 
 def _rejected(row_id: int = 7) -> RowOutcome:
@@ -49,7 +50,7 @@ def _rejected(row_id: int = 7) -> RowOutcome:
         name="cat.png", problem=Reason.NOT_AN_IMAGE, detail="cannot identify image file cat.png"
     )
     decision = Decision(Verdict.REJECTED, Reason.NOT_AN_IMAGE, "picture 1 is not an image")
-    return RowOutcome(row_id, "Grace Hopper", decision, "deleted", (picture,))
+    return RowOutcome(row_id, "Grace Hopper", decision, Action.DELETED, (picture,))
 
 
 def _lines(log: AuditLog) -> list[dict[str, Any]]:
@@ -128,7 +129,7 @@ def test_a_record_holds_nothing_biometric_nor_uploader_text(tmp_path: Path) -> N
 def test_a_dry_run_decision_is_marked(tmp_path: Path) -> None:
     log = AuditLog(tmp_path, 30, "v", now=NOW)
     assert log.append(_approved(), dry_run=True, now=NOW)["dry_run"] is True
-    dry = RowOutcome(1, "Ada", _approved().decision, "dry_run")
+    dry = RowOutcome(1, "Ada", _approved().decision, Action.DRY_RUN)
     assert log.append(dry, now=NOW)["dry_run"] is True
     assert AuditLog(tmp_path, 30, "v", dry_run=True, now=NOW).append(_approved())["dry_run"]
 
@@ -216,3 +217,18 @@ def test_the_settings_version_changes_with_the_tolerance_only_when_decisions_can
     assert base != settings_version(Settings(tolerance=0.5))
     assert base != settings_version(Settings(politicians={"Ada": Politician(tolerance=0.4)}))
     assert len(base) == 12
+
+
+def test_an_action_is_written_as_its_plain_word_and_older_records_still_read(
+    tmp_path: Path,
+) -> None:
+    log = AuditLog(tmp_path, 30, "v", now=NOW)
+    log.append(_rejected(7), now=NOW)
+    older = {"time": NOW.isoformat(), "row_id": 8, "verdict": "rejected", "reason": "no_face",
+             "action": "tagged_rejected", "explanation": "picture: no face found"}
+    with log.path_for(NOW.date()).open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(older) + "\n")
+    assert '"action":"deleted"' in log.path_for(NOW.date()).read_text(encoding="utf-8")
+    [record] = log.query(row_id=8)
+    assert Action(record["action"]) is Action.TAGGED_REJECTED
+    assert "rejected/no_face -> tagged_rejected" in format_record(record)

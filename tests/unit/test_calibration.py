@@ -5,15 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nocodb_guard.trust.calibration import (
-    FindingKind,
+from nocodb_guard.trust.evaluate.calibration import (
     ToleranceRow,
-    diagnose_references,
-    histogram,
     suggest_tolerance,
-    text_histogram,
     tolerance_table,
 )
+from nocodb_guard.trust.evaluate.diagnosis import FindingKind, diagnose_references
+from nocodb_guard.trust.evaluate.output_text import histogram, text_histogram
 
 
 @pytest.mark.parametrize(

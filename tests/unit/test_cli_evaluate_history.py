@@ -20,7 +20,15 @@ from typing import Any
 import pytest
 
 from nocodb_guard.cli import main
-from nocodb_guard.models import Decision, FaceBox, PictureAnalysis, Reason, RowOutcome, Verdict
+from nocodb_guard.models import (
+    Action,
+    Decision,
+    FaceBox,
+    PictureAnalysis,
+    Reason,
+    RowOutcome,
+    Verdict,
+)
 from nocodb_guard.trust.audit import AuditLog
 
 SHARED_FACES = Path(__file__).resolve().parents[2] / ".." / "shared" / "faces"
@@ -171,7 +179,7 @@ def picture(faces: int = 1, distance: float | None = 0.41) -> PictureAnalysis:
 
 
 def outcome(
-    row_id: int, decision: Decision, action: str, *pictures: PictureAnalysis
+    row_id: int, decision: Decision, action: Action, *pictures: PictureAnalysis
 ) -> RowOutcome:
     return RowOutcome(row_id, "Grace Hopper", decision, action, pictures or (picture(),))
 
@@ -193,15 +201,15 @@ TWO_FACES = Decision(
 def audit_trail(isolated: Path) -> AuditLog:
     """Five decisions: an old approval, a deletion, a dry run, a group photo and a deferral."""
     log = AuditLog(isolated / "state", 30, VERSION, fsync=False)
-    log.append(outcome(100, APPROVED, "approved"), now=NOW - timedelta(hours=5))
-    log.append(outcome(123, NO_MATCH, "deleted", picture(distance=0.83)), now=NOW)
-    log.append(outcome(124, NO_MATCH, "dry_run", picture(distance=0.83)), now=NOW)
-    log.append(outcome(125, TWO_FACES, "deleted", picture(faces=2)), now=NOW)
+    log.append(outcome(100, APPROVED, Action.APPROVED), now=NOW - timedelta(hours=5))
+    log.append(outcome(123, NO_MATCH, Action.DELETED, picture(distance=0.83)), now=NOW)
+    log.append(outcome(124, NO_MATCH, Action.DRY_RUN, picture(distance=0.83)), now=NOW)
+    log.append(outcome(125, TWO_FACES, Action.DELETED, picture(faces=2)), now=NOW)
     deferred = Decision(
         Verdict.DEFERRED, Reason.UNKNOWN_POLITICIAN,
         "no reference photos configured for 'Grace Hopper'; left for a later pass",
     )
-    log.append(outcome(126, deferred, "none"), now=NOW)
+    log.append(outcome(126, deferred, Action.NONE), now=NOW)
     return log
 
 

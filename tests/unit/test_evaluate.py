@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from nocodb_guard.settings import Politician, Settings
-from nocodb_guard.trust.calibration import FindingKind
 from nocodb_guard.trust.evaluate import (
     EncodePhoto,
     EvaluationReport,
@@ -23,6 +22,7 @@ from nocodb_guard.trust.evaluate import (
     render_text,
     to_json,
 )
+from nocodb_guard.trust.evaluate.diagnosis import FindingKind
 
 SHARED_FACES = Path(__file__).resolve().parents[2] / ".." / "shared" / "faces"
 

@@ -27,6 +27,26 @@ def test_a_written_heartbeat_reads_back_with_time_counts_and_pid(tmp_path: Path)
     assert heartbeat.pid == os.getpid()
 
 
+def test_health_json_shows_the_queue_depth_and_the_pacing_of_the_last_pass(
+    tmp_path: Path,
+) -> None:
+    write_heartbeat(tmp_path, {"approved": 2}, now=NOW, pending=17, paced_seconds=4.25)
+
+    report = check_health(tmp_path, 300, now=NOW + timedelta(seconds=10)).as_json()
+
+    assert report["ok"] is True
+    assert (report["pending"], report["paced_seconds"], report["age_seconds"]) == (17, 4.2, 10.0)
+    assert report["summary"] == {"approved": 2}
+    assert "pending=17" in report["message"]
+
+
+def test_health_json_without_a_heartbeat_says_so_with_nulls(tmp_path: Path) -> None:
+    report = check_health(tmp_path, 300, now=NOW).as_json()
+
+    assert report["ok"] is False
+    assert report["pending"] is None and report["last_success"] is None
+
+
 def test_the_heartbeat_file_holds_an_iso_utc_time(tmp_path: Path) -> None:
     write_heartbeat(tmp_path, {}, now=NOW)
     data = json.loads((tmp_path / HEARTBEAT_FILE).read_text())

@@ -22,6 +22,7 @@ from nocodb_guard import samples
 from nocodb_guard.errors import BadPicture
 from nocodb_guard.faces import formats, images
 from nocodb_guard.faces.images import DecodedImage, decode
+from nocodb_guard.models import Reason
 
 MAX_PIXELS = 50_000_000
 MAX_SIDE = 1024
@@ -171,12 +172,12 @@ def test_a_non_image_is_not_an_image_with_a_clear_detail(
 ) -> None:
     bad = rejection(make())
 
-    assert bad.reason == "not_an_image"
+    assert bad.reason is Reason.NOT_AN_IMAGE
     assert said in bad.detail
 
 
 def test_a_text_file_named_jpg_is_not_an_image() -> None:
-    assert rejection(samples.text_as_jpg()).reason == "not_an_image"
+    assert rejection(samples.text_as_jpg()).reason is Reason.NOT_AN_IMAGE
 
 
 def test_an_svg_is_never_rendered(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -185,7 +186,7 @@ def test_an_svg_is_never_rendered(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(Image, "open", no_open)
 
-    assert rejection(samples.svg_bytes()).reason == "not_an_image"
+    assert rejection(samples.svg_bytes()).reason is Reason.NOT_AN_IMAGE
 
 
 @pytest.mark.parametrize("fmt", ["ICO", "PCX", "TGA"])
@@ -194,11 +195,11 @@ def test_formats_outside_the_accepted_list_are_not_images_even_if_pillow_reads_t
 ) -> None:
     data = samples.encode(samples.load(astronaut).convert("RGB").resize((64, 64)), fmt)
 
-    assert rejection(data).reason == "not_an_image"
+    assert rejection(data).reason is Reason.NOT_AN_IMAGE
 
 
 def test_text_that_starts_like_a_bitmap_is_not_an_image() -> None:
-    assert rejection(b"BMW and Audi are cars, not pictures." * 3).reason == "not_an_image"
+    assert rejection(b"BMW and Audi are cars, not pictures." * 3).reason is Reason.NOT_AN_IMAGE
 
 
 def test_a_1x1_picture_is_still_a_picture() -> None:
@@ -209,13 +210,13 @@ def test_a_1x1_picture_is_still_a_picture() -> None:
 
 
 def test_a_picture_with_a_zero_side_is_unreadable() -> None:
-    assert rejection(png_with_header(0, 10)).reason == "unreadable"
+    assert rejection(png_with_header(0, 10)).reason is Reason.UNREADABLE
 
 
 def test_an_absurdly_thin_strip_is_unreadable() -> None:
     bad = rejection(samples.solid((2000, 10), (0, 0, 0)))
 
-    assert bad.reason == "unreadable"
+    assert bad.reason is Reason.UNREADABLE
     assert "2000x10" in bad.detail
 
 
@@ -233,7 +234,7 @@ def test_a_truncated_jpeg_is_unreadable_even_after_face_recognition_is_imported(
     pytest.importorskip("face_recognition")  # sets LOAD_TRUNCATED_IMAGES = True on import
     bad = rejection(samples.truncated(grace, fraction))
 
-    assert bad.reason == "unreadable"
+    assert bad.reason is Reason.UNREADABLE
 
 
 @pytest.mark.usefixtures("lenient_pillow")
@@ -242,7 +243,7 @@ def test_a_truncated_jpeg_is_unreadable_even_after_face_recognition_is_imported(
 def test_a_truncated_file_is_unreadable_even_when_pillow_is_told_to_accept_it(
     fmt: str, fraction: float, astronaut: bytes
 ) -> None:
-    assert rejection(samples.truncated(astronaut_as(fmt), fraction)).reason == "unreadable"
+    assert rejection(samples.truncated(astronaut_as(fmt), fraction)).reason is Reason.UNREADABLE
 
 
 def test_decode_leaves_the_truncated_images_flag_as_it_found_it(grace: bytes) -> None:
@@ -290,7 +291,7 @@ def test_an_unexpected_decoder_exception_becomes_unreadable(
     monkeypatch.setattr(ImageFile.ImageFile, "load", exploding_load)
     bad = rejection(grace)
 
-    assert bad.reason == "unreadable"
+    assert bad.reason is Reason.UNREADABLE
     assert "WeirdPluginError" in bad.detail
 
 
@@ -333,7 +334,7 @@ def test_a_decompression_bomb_is_too_large_before_decoding(
     started = time.perf_counter()
     bad = rejection(bomb)
 
-    assert bad.reason == "too_large"
+    assert bad.reason is Reason.TOO_LARGE
     assert time.perf_counter() - started < 0.5
 
 
@@ -348,19 +349,19 @@ def test_a_picture_over_the_pixel_cap_is_too_large_from_its_header(
     monkeypatch.setattr(ImageFile.ImageFile, "load", no_pixels)
     bad = rejection(bomb, max_pixels=10_000_000)
 
-    assert bad.reason == "too_large"
+    assert bad.reason is Reason.TOO_LARGE
     assert "5000x5000" in bad.detail
 
 
 def test_an_8000px_jpeg_is_too_large_under_the_default_cap(huge_jpeg: bytes) -> None:
-    assert rejection(huge_jpeg, max_pixels=MAX_PIXELS).reason == "too_large"
+    assert rejection(huge_jpeg, max_pixels=MAX_PIXELS).reason is Reason.TOO_LARGE
 
 
 def test_the_pixel_cap_is_inclusive() -> None:
     data = samples.solid((100, 100), (1, 2, 3))
 
     assert decode(data, max_pixels=10_000, max_side=MAX_SIDE).original_size == (100, 100)
-    assert rejection(data, max_pixels=9_999).reason == "too_large"
+    assert rejection(data, max_pixels=9_999).reason is Reason.TOO_LARGE
 
 
 def test_max_pixels_not_pillows_warning_threshold_is_the_cap(
@@ -373,7 +374,7 @@ def test_max_pixels_not_pillows_warning_threshold_is_the_cap(
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         assert decode(data, max_pixels=10**9, max_side=MAX_SIDE).original_size == (1200, 1200)
-        assert rejection(data, max_pixels=1_000_000).reason == "too_large"
+        assert rejection(data, max_pixels=1_000_000).reason is Reason.TOO_LARGE
 
 
 def test_formats_decoded_at_full_size_stay_capped_at_50_megapixels(
@@ -383,7 +384,7 @@ def test_formats_decoded_at_full_size_stay_capped_at_50_megapixels(
     png = samples.solid((1200, 1200), (0, 0, 0), "PNG")
     jpeg = samples.solid((1200, 1200), (0, 0, 0), "JPEG")
 
-    assert rejection(png, max_pixels=10**9).reason == "too_large"
+    assert rejection(png, max_pixels=10**9).reason is Reason.TOO_LARGE
     assert decode(jpeg, max_pixels=10**9, max_side=MAX_SIDE).original_size == (1200, 1200)
 
 
@@ -391,7 +392,7 @@ def test_pillows_decompression_bomb_error_means_too_large(bomb: bytes) -> None:
     # 900 MP: Pillow itself refuses it in Image.open, even with our cap set sky-high.
     bad = rejection(bomb, max_pixels=10**10)
 
-    assert bad.reason == "too_large"
+    assert bad.reason is Reason.TOO_LARGE
 
 
 # --- normalisation ------------------------------------------------------------------------------

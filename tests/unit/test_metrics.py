@@ -9,15 +9,9 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from nocodb_guard.models import Decision, Reason, RowOutcome, Verdict
-from nocodb_guard.service.metrics import (
-    NOCODB_ERROR_KINDS,
-    Metrics,
-    MetricsSink,
-    NullMetrics,
-    create_metrics,
-)
-from nocodb_guard.settings import Settings
+from nocodb_guard.models import Action, Decision, Reason, RowOutcome, Verdict
+from nocodb_guard.nocodb.pacing import PacingTotals
+from nocodb_guard.service.metrics import NOCODB_ERROR_KINDS, Metrics
 
 
 def sample(metrics: Metrics, name: str, **labels: str) -> float | None:
@@ -62,18 +56,24 @@ def test_an_unknown_error_kind_is_counted_as_other() -> None:
 
 def test_a_sweep_is_timed_and_marks_the_last_success() -> None:
     metrics = Metrics()
-    with metrics.time_sweep():
-        metrics.set_pending(7)
+    metrics.observe_sweep(0.2, 7, ok=True)
     assert sample(metrics, "nocodb_guard_sweep_duration_seconds_count") == 1
     assert sample(metrics, "nocodb_guard_sweeps_total", outcome="ok") == 1
     assert (sample(metrics, "nocodb_guard_last_success_timestamp_seconds") or 0) > 1e9
     assert sample(metrics, "nocodb_guard_pending_rows") == 7
 
 
-def test_a_sweep_that_raises_counts_as_failed_and_is_not_a_success() -> None:
+def test_pacing_is_counted_in_seconds_and_server_holds() -> None:
     metrics = Metrics()
-    with pytest.raises(RuntimeError), metrics.time_sweep():
-        raise RuntimeError("NocoDB down")
+    metrics.observe_pacing(PacingTotals(paced_seconds=2.5, holds=0))
+    metrics.observe_pacing(PacingTotals(paced_seconds=30.0, holds=1))
+    assert sample(metrics, "nocodb_guard_paced_seconds_total") == 32.5
+    assert sample(metrics, "nocodb_guard_rate_limit_holds_total") == 1
+
+
+def test_a_failed_sweep_counts_as_failed_and_is_not_a_success() -> None:
+    metrics = Metrics()
+    metrics.observe_sweep(0.2, ok=False)
     assert sample(metrics, "nocodb_guard_sweeps_total", outcome="failed") == 1
     assert sample(metrics, "nocodb_guard_last_success_timestamp_seconds") == 0
 
@@ -117,30 +117,12 @@ def test_the_endpoint_binds_to_loopback_by_default() -> None:
         metrics.stop_server()
 
 
-def test_null_metrics_accepts_every_call_and_never_listens() -> None:
-    sink: MetricsSink = NullMetrics()
-    decision = Decision(Verdict.APPROVED, Reason.MATCH, "match")
-    sink.record(RowOutcome(row_id=1, politician=None, decision=decision, action="approved"))
-    sink.record_decision(Verdict.APPROVED, Reason.MATCH)
-    sink.observe_error("NocoDBUnavailable")
-    sink.record_nocodb_error("timeout")
-    sink.observe_sweep(1.0, 3, ok=False)
-    sink.mark_success()
-    sink.set_pending(3)
-    with sink.time_sweep():
-        pass
-    assert sink.start_server("127.0.0.1", 0) == 0
-    sink.stop_server()
-
-
-def test_metrics_are_off_by_default() -> None:
-    assert isinstance(create_metrics(Settings()), NullMetrics)
-
-
 def test_a_sweeps_row_outcome_is_recorded_as_a_decision() -> None:
     metrics = Metrics()
     decision = Decision(Verdict.REJECTED, Reason.NO_FACE, "no face found")
-    metrics.record(RowOutcome(row_id=1, politician="Jane Doe", decision=decision, action="deleted"))
+    metrics.record(
+        RowOutcome(row_id=1, politician="Jane Doe", decision=decision, action=Action.DELETED)
+    )
     name = "nocodb_guard_rows_decided_total"
     assert sample(metrics, name, verdict="rejected", reason="no_face") == 1
 
@@ -167,15 +149,3 @@ def test_a_disabled_instance_counts_but_never_listens() -> None:
     metrics.stop_server()
     name = "nocodb_guard_rows_decided_total"
     assert sample(metrics, name, verdict="approved", reason="match") == 1
-
-
-def test_a_configured_port_starts_the_endpoint() -> None:
-    probe = Metrics()
-    port = probe.start_server("127.0.0.1", 0)  # find a free port, then release it
-    probe.stop_server()
-    metrics = create_metrics(Settings(metrics_port=port))
-    try:
-        assert isinstance(metrics, Metrics)
-        assert requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).ok
-    finally:
-        metrics.stop_server()

@@ -33,10 +33,15 @@ from nocodb_guard.errors import (
     RowGone,
     UrlNotAllowed,
 )
-from nocodb_guard.models import Attachment
+from nocodb_guard.models import Action, Attachment, RowWrite
 from nocodb_guard.nocodb.client import NocoDBClient
 from nocodb_guard.nocodb.records import parse_attachments
-from nocodb_guard.nocodb.schema import TableSchema, check_schema, politician_options
+from nocodb_guard.nocodb.schema import (
+    TableSchema,
+    check_schema,
+    parse_schema,
+    politician_options,
+)
 from nocodb_guard.nocodb.transport import USER_AGENT, parse_retry_after
 from nocodb_guard.settings import Settings
 
@@ -508,7 +513,6 @@ def test_the_schema_is_read_and_a_good_table_has_no_problems(
     assert schema.columns["Photo"] == "Attachment"
     assert politician_options(schema, "Politician") == ["Jane Doe", "John Roe"]
     assert check_schema(schema, make_settings("http://127.0.0.1:9", reject_action="tag")) == []
-    assert client.politician_options() == ["Jane Doe", "John Roe"]
 
 
 def test_schema_problems_are_listed_in_plain_words() -> None:
@@ -584,3 +588,76 @@ def test_the_token_never_reaches_logs_messages_or_rendered_tracebacks(
         )
         assert TOKEN not in json.dumps(rendered, default=str)
     assert TOKEN not in repr(client)
+
+
+def test_with_a_review_band_the_status_field_must_offer_the_review_option() -> None:
+    schema = parse_schema(TABLE, meta_table(["approved", "rejected"]))
+    plain = make_settings("http://127.0.0.1:9")
+    banded = make_settings("http://127.0.0.1:9", review_band=(0.55, 0.65))
+
+    assert check_schema(schema, plain) == []
+    assert check_schema(schema, banded) == [
+        "field 'Status' has no option 'review' (status_review); options: approved, rejected"
+    ]
+    with_option = parse_schema(TABLE, meta_table(["approved", "rejected", "review"]))
+    assert check_schema(with_option, banded) == []
+
+
+# --- acting by pages ------------------------------------------------------------------------
+
+
+def test_a_page_of_rows_is_re_read_in_one_request_by_id(
+    httpserver: HTTPServer, client_for: Any
+) -> None:
+    httpserver.expect_request(
+        RECORDS, query_string={"where": "(Id,in,3,5,8)", "limit": "3", "offset": "0",
+                               "fields": "Id,Politician,Photo,Status"},
+    ).respond_with_json({"list": [record(3), record(8)]})  # fmt: skip
+
+    rows = client_for().get_rows([3, 5, 8])
+
+    assert sorted(rows) == [3, 8]  # 5 is gone
+    assert len(httpserver.log) == 1
+
+
+def test_a_page_is_approved_with_one_patch_and_rejected_with_one_delete(
+    httpserver: HTTPServer, client_for: Any
+) -> None:
+    httpserver.expect_request(
+        RECORDS, method="PATCH",
+        json=[{"Id": 1, "Status": "approved", "Reason": "a"},
+              {"Id": 2, "Status": "approved", "Reason": "b"}],
+    ).respond_with_json([{"Id": 1}, {"Id": 2}])  # fmt: skip
+    httpserver.expect_request(
+        RECORDS, method="DELETE", json=[{"Id": 3}, {"Id": 4}]
+    ).respond_with_json([{"Id": 3}, {"Id": 4}])
+    client = client_for()
+
+    approved = client.approve_many([RowWrite(1, "a"), RowWrite(2, "b")])
+    rejected = client.reject_many([RowWrite(3, "c"), RowWrite(4, "d")])
+
+    assert approved == {1: Action.APPROVED, 2: Action.APPROVED}
+    assert rejected == {3: Action.DELETED, 4: Action.DELETED}
+    assert len(httpserver.log) == 2
+    assert client.approve_many([]) == {} and len(httpserver.log) == 2
+
+
+def test_a_bulk_delete_refused_for_one_missing_row_is_done_row_by_row(
+    httpserver: HTTPServer, client_for: Any
+) -> None:
+    """NocoDB refuses the whole list (404, nothing deleted) when one Id is missing."""
+    missing = {"error": "ERR_RECORD_NOT_FOUND", "message": "Record '4' not found"}
+    httpserver.expect_request(
+        RECORDS, method="DELETE", json=[{"Id": 3}, {"Id": 4}]
+    ).respond_with_json(missing, status=404)
+    httpserver.expect_request(RECORDS, method="DELETE", json=[{"Id": 3}]).respond_with_json(
+        [{"Id": 3}]
+    )
+    httpserver.expect_request(RECORDS, method="DELETE", json=[{"Id": 4}]).respond_with_json(
+        missing, status=404
+    )
+
+    actions = client_for().reject_many([RowWrite(3, "c"), RowWrite(4, "d")])
+
+    assert actions == {3: Action.DELETED, 4: Action.ALREADY_GONE}
+    assert len(httpserver.log) == 3

@@ -4,15 +4,27 @@ from __future__ import annotations
 
 import pytest
 
-from nocodb_guard.models import FaceBox, PictureAnalysis, Reason, Verdict
+from nocodb_guard.models import (
+    FaceBox,
+    PictureAnalysis,
+    PictureFailure,
+    PictureProblem,
+    Reason,
+    Verdict,
+)
 from nocodb_guard.policy import RowEvidence, decide
 
 FACE = FaceBox(top=10, right=110, bottom=110, left=10)
 OTHER_FACE = FaceBox(top=10, right=310, bottom=110, left=210)
+BAND = (0.55, 0.65)
 
 
-def pic(faces: int = 1, distance: float | None = 0.4, problem: Reason | None = None,
-        ignored: int = 0) -> PictureAnalysis:
+def pic(
+    faces: int = 1,
+    distance: float | None = 0.4,
+    problem: PictureProblem | PictureFailure | None = None,
+    ignored: int = 0,
+) -> PictureAnalysis:
     boxes = (FACE, OTHER_FACE, OTHER_FACE)[:faces]
     distances = (distance,) if distance is not None and faces == 1 else ()
     return PictureAnalysis(name="p.jpg", problem=problem, faces=boxes, ignored_faces=ignored,
@@ -20,14 +32,15 @@ def pic(faces: int = 1, distance: float | None = 0.4, problem: Reason | None = N
 
 
 def evidence(*pictures: PictureAnalysis, politician: str | None = "Grace Hopper",
-             refs: bool = True, count: int | None = None, failure: Reason | None = None
-             ) -> RowEvidence:
+             refs: bool = True, count: int | None = None, failure: Reason | None = None,
+             tolerance: float = 0.6, band: tuple[float, float] | None = None) -> RowEvidence:
     return RowEvidence(
         politician=politician,
-        has_references=refs,
+        tolerance=tolerance if refs else None,
         attachment_count=len(pictures) if count is None else count,
         pictures=pictures,
         failure=failure,
+        review_band=band,
     )
 
 
@@ -85,28 +98,55 @@ CASES = [
      evidence(pic(distance=None)), Verdict.DEFERRED, Reason.UNKNOWN_POLITICIAN),
     ("an unknown politician is deferred before pictures are judged",
      evidence(pic(faces=2), refs=False), Verdict.DEFERRED, Reason.UNKNOWN_POLITICIAN),
+    # the review band: only distances decide, and only inside [low, high]
+    ("with a band, a distance inside it goes to review, never approved",
+     evidence(pic(distance=0.58), band=BAND), Verdict.REVIEW, Reason.NEAR_TOLERANCE),
+    ("with a band, a distance above the tolerance but inside it goes to review, never deleted",
+     evidence(pic(distance=0.64), band=BAND), Verdict.REVIEW, Reason.NEAR_TOLERANCE),
+    ("with a band, its edges are inside it", evidence(pic(distance=0.65), band=BAND),
+     Verdict.REVIEW, Reason.NEAR_TOLERANCE),
+    ("with a band, a distance below it is approved", evidence(pic(distance=0.54), band=BAND),
+     Verdict.APPROVED, Reason.MATCH),
+    ("with a band, a distance above it is rejected", evidence(pic(distance=0.66), band=BAND),
+     Verdict.REJECTED, Reason.NO_MATCH),
+    ("with a band, the worst picture decides: one in the band sends the row to review",
+     evidence(pic(distance=0.3), pic(distance=0.6), band=BAND),
+     Verdict.REVIEW, Reason.NEAR_TOLERANCE),
+    ("with a band, one picture above it rejects the row whatever the others",
+     evidence(pic(distance=0.6), pic(distance=0.9), band=BAND),
+     Verdict.REJECTED, Reason.NO_MATCH),
+    ("with a band, a bad picture still rejects the row",
+     evidence(pic(faces=2), band=BAND), Verdict.REJECTED, Reason.MULTIPLE_FACES),
+    ("with a band, a transient failure still defers the row",
+     evidence(pic(distance=0.6), count=2, failure=Reason.TRANSIENT_ERROR, band=BAND),
+     Verdict.DEFERRED, Reason.TRANSIENT_ERROR),
 ]
 
 
 @pytest.mark.parametrize(("case", "row", "verdict", "reason"), CASES, ids=[c[0] for c in CASES])
 def test_decide(case: str, row: RowEvidence, verdict: Verdict, reason: Reason) -> None:
-    decision = decide(row, tolerance=0.6, max_attachments=5)
+    decision = decide(row, max_attachments=5)
     assert (decision.verdict, decision.reason) == (verdict, reason), decision.explanation
 
 
 def test_an_approval_explains_distance_and_tolerance_in_plain_words() -> None:
-    decision = decide(evidence(pic(distance=0.412)), tolerance=0.55, max_attachments=5)
+    decision = decide(evidence(pic(distance=0.412), tolerance=0.55), max_attachments=5)
     assert decision.explanation == "1 face, distance 0.41 to Grace Hopper (tolerance 0.55)"
     assert decision.distance == pytest.approx(0.412)
     assert decision.tolerance == 0.55
 
 
 def test_a_mismatch_names_the_politician_and_the_numbers() -> None:
-    decision = decide(evidence(pic(distance=0.8)), tolerance=0.6, max_attachments=5)
+    decision = decide(evidence(pic(distance=0.8)), max_attachments=5)
     assert "distance 0.80 to Grace Hopper (tolerance 0.60)" in decision.explanation
     assert decision.distance == pytest.approx(0.8)
 
 
-def test_only_deferred_decisions_are_not_final() -> None:
-    assert not decide(evidence(pic(), refs=False), tolerance=0.6, max_attachments=5).is_final
-    assert decide(evidence(pic(faces=2)), tolerance=0.6, max_attachments=5).is_final
+def test_a_review_explains_the_distance_and_the_band() -> None:
+    decision = decide(evidence(pic(distance=0.612), band=BAND), max_attachments=5)
+    assert decision.explanation == (
+        "distance 0.61 to Grace Hopper (tolerance 0.60): inside the review band 0.55-0.65, "
+        "left for an admin"
+    )
+    assert decision.distance == pytest.approx(0.612)
+    assert decision.verdict is Verdict.REVIEW

@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from nocodb_guard.errors import ReferenceSetError
+from nocodb_guard.faces import see
 from nocodb_guard.faces.engine import DlibFaceEngine, FaceEngine
 from nocodb_guard.faces.references import ReferenceStore
 from nocodb_guard.faces.see import PipelineConfig
@@ -173,13 +174,6 @@ def test_a_file_named_like_a_photo_that_is_not_one_is_an_error(
         store.load(LABEL)
 
 
-def test_load_all_loads_every_label(reference_dir: Path, engine: DlibFaceEngine) -> None:
-    store, _ = make_store(reference_dir, engine)
-    loaded = store.load_all([LABEL, "Someone Else"])
-    assert loaded["Someone Else"] is None
-    assert loaded[LABEL] is not None
-
-
 # --- memo and cache ------------------------------------------------------------------------------
 
 
@@ -311,3 +305,44 @@ def test_the_store_from_settings_uses_the_configured_folder_and_state_dir(
     assert refs is not None
     assert refs.tolerance == 0.5
     assert len(list((tmp_path / "state-dir" / "reference-cache").iterdir())) == 2
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"detection_model": "cnn"},
+        {"upsample": 2},
+        {"max_side": 800},
+        {"num_jitters": 5},
+        {"min_face_px": 60},
+        {"min_face_ratio": 0.5},
+        {"max_pixels": 50_000_000},
+    ],
+    ids=lambda change: next(iter(change)),
+)
+def test_changing_any_pipeline_setting_changes_the_reference_cache_key(
+    change: dict[str, object],
+) -> None:
+    assert PipelineConfig(**change).cache_key() != PipelineConfig().cache_key()  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "upgraded",
+    [
+        ("face_recognition", "9.9.9"),
+        ("dlib", "99.0"),
+        ("face_recognition_models", "0.4"),
+        ("shape_predictor_5_face_landmarks.dat", "1"),
+        ("dlib_face_recognition_resnet_model_v1.dat", "2"),
+    ],
+    ids=lambda pair: pair[0],
+)
+def test_an_upgraded_face_library_or_model_file_changes_the_reference_cache_key(
+    monkeypatch: pytest.MonkeyPatch, upgraded: tuple[str, str]
+) -> None:
+    before = PipelineConfig().cache_key()
+    identity = dict(see.library_identity())
+    assert upgraded[0] in identity, identity  # the real stack names this package or file
+    changed = tuple({**identity, upgraded[0]: upgraded[1]}.items())
+    monkeypatch.setattr(see, "library_identity", lambda: changed)
+    assert PipelineConfig().cache_key() != before

@@ -309,3 +309,40 @@ def test_a_configured_folder_not_one_folder_inside_the_root_is_refused_naming_th
         load_settings(politicians={"Κυριάκος Μητσοτάκης": {"folder": folder}})
 
     assert "one folder name inside reference_dir" in str(caught.value)
+
+
+def test_a_review_band_is_off_by_default_and_set_globally_or_per_politician(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert load_settings().review_band_for("Jane Doe") is None
+    assert not load_settings().uses_review()
+    monkeypatch.setenv("NOCODB_GUARD_REVIEW_BAND", "[0.55, 0.65]")
+    monkeypatch.setenv(
+        "NOCODB_GUARD_POLITICIANS",
+        '{"Jane Doe": {"tolerance": 0.45, "review_band": [0.4, 0.5]}}',
+    )
+
+    loaded = load_settings()
+
+    assert loaded.review_band_for("Jane Doe") == (0.4, 0.5)
+    assert loaded.review_band_for("John Roe") == (0.55, 0.65)
+    assert loaded.uses_review()
+    assert loaded.status_review == "review"
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("review_band = [0.65, 0.55]\n", "low must be below high"),
+        ("review_band = [0.62, 0.7]\n", "must contain the tolerance 0.6"),
+        (
+            "[politicians.\"Jane Doe\"]\ntolerance = 0.5\nreview_band = [0.55, 0.65]\n",
+            "politician 'Jane Doe') must contain the tolerance 0.5",
+        ),
+    ],
+)
+def test_a_review_band_that_is_empty_or_misses_its_tolerance_is_refused(
+    tmp_path: Path, toml: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_settings(write(tmp_path / "guard.toml", toml))

@@ -7,23 +7,25 @@ limit), not about NocoDB or dlib, which the integration tests exercise for real.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from nocodb_guard.errors import DownloadFailed, RowGone, UrlNotAllowed
+from nocodb_guard.errors import DownloadFailed, DownloadTooLarge, RowGone, UrlNotAllowed
 from nocodb_guard.faces.references import ReferenceSet
 from nocodb_guard.faces.workers import References
 from nocodb_guard.models import (
+    Action,
     Attachment,
     FaceBox,
     PictureAnalysis,
     Reason,
     Row,
     RowOutcome,
+    RowWrite,
     Verdict,
 )
 from nocodb_guard.sweep import Sweeper, SweepOptions
@@ -43,6 +45,8 @@ def picture(data: bytes, name: str) -> PictureAnalysis:
     """What the fake face stage "sees": the bytes name the content."""
     if data == b"match":
         return PictureAnalysis(name=name, faces=(FACE,), distances=(0.3,))
+    if data == b"close":
+        return PictureAnalysis(name=name, faces=(FACE,), distances=(0.62,))
     if data == b"stranger":
         return PictureAnalysis(name=name, faces=(FACE,), distances=(0.9,))
     if data == b"two":
@@ -81,7 +85,11 @@ class FakeClient:
     """Simulates an admin editing (or deleting: None) the row between listing and acting."""
     deleted: list[int] = field(default_factory=list)
     approved: dict[int, str] = field(default_factory=dict)
-    rereads: list[int] = field(default_factory=list)
+    reviewed: dict[int, str] = field(default_factory=dict)
+    rereads: list[list[int]] = field(default_factory=list)
+    """Ids of each batched re-read, in order."""
+    writes: list[tuple[str, list[int]]] = field(default_factory=list)
+    """Each bulk write: ("approve" or "reject", its Ids)."""
 
     def add(self, row_id: int, *titles: str, politician: str | None = GRACE) -> None:
         self.rows[row_id] = Row(
@@ -95,19 +103,18 @@ class FakeClient:
         return iter(pending[:limit] if limit is not None else pending)
 
     def iter_approved(self, limit: int | None = None) -> Iterator[Row]:
-        return iter(())
+        return iter([r for _, r in sorted(self.rows.items()) if r.status == "approved"][:limit])
 
-    def get_row(self, row_id: int) -> Row:
-        self.rereads.append(row_id)
-        if self.edit_before_reread is not None and row_id in self.rows:
-            edited = self.edit_before_reread(self.rows[row_id])
-            if edited is None:
-                del self.rows[row_id]
-            else:
-                self.rows[row_id] = edited
-        if row_id not in self.rows:
-            raise RowGone(f"row {row_id} no longer exists")
-        return self.rows[row_id]
+    def get_rows(self, row_ids: Sequence[int]) -> dict[int, Row]:
+        self.rereads.append(list(row_ids))
+        for row_id in row_ids:
+            if self.edit_before_reread is not None and row_id in self.rows:
+                edited = self.edit_before_reread(self.rows[row_id])
+                if edited is None:
+                    del self.rows[row_id]
+                else:
+                    self.rows[row_id] = edited
+        return {row_id: self.rows[row_id] for row_id in row_ids if row_id in self.rows}
 
     def download(self, attachment: Attachment, row_id: int) -> bytes:
         value = self.content[attachment.title]
@@ -115,17 +122,27 @@ class FakeClient:
             raise value
         return value
 
-    def approve(self, row_id: int, reason_text: str) -> str:
-        if row_id not in self.rows:
-            raise RowGone(f"row {row_id} no longer exists")
-        self.approved[row_id] = reason_text
-        self.rows[row_id] = replace(self.rows[row_id], status="approved")
-        return "approved"
+    def approve_many(self, writes: Sequence[RowWrite]) -> dict[int, Action]:
+        if writes:
+            self.writes.append(("approve", [w.row_id for w in writes]))
+        for write in writes:
+            self.approved[write.row_id] = write.reason_text
+            self.rows[write.row_id] = replace(self.rows[write.row_id], status="approved")
+        return {write.row_id: Action.APPROVED for write in writes}
 
-    def reject(self, row_id: int, reason_text: str) -> str:
-        self.deleted.append(row_id)
-        self.rows.pop(row_id, None)
-        return "deleted"
+    def review_many(self, writes: Sequence[RowWrite]) -> dict[int, Action]:
+        for write in writes:
+            self.reviewed[write.row_id] = write.reason_text
+            self.rows[write.row_id] = replace(self.rows[write.row_id], status="review")
+        return {write.row_id: Action.TAGGED_REVIEW for write in writes}
+
+    def reject_many(self, writes: Sequence[RowWrite]) -> dict[int, Action]:
+        if writes:
+            self.writes.append(("reject", [w.row_id for w in writes]))
+        for write in writes:
+            self.deleted.append(write.row_id)
+            self.rows.pop(write.row_id, None)
+        return {write.row_id: Action.DELETED for write in writes}
 
 
 class FakeReferences:
@@ -169,13 +186,27 @@ def test_a_pass_approves_the_match_and_deletes_the_others_with_their_reasons() -
 
     outcomes = by_id(result.outcomes)
     assert outcomes[1].decision.verdict is Verdict.APPROVED
-    assert outcomes[1].action == "approved"
+    assert outcomes[1].action is Action.APPROVED
     assert client.approved[1] == "1 face, distance 0.30 to Grace Hopper (demo) (tolerance 0.60)"
     assert outcomes[2].decision.reason is Reason.NO_MATCH
     assert outcomes[3].decision.reason is Reason.MULTIPLE_FACES
     assert client.deleted == [2, 3]
     assert result.summary()["approved"] == 1
     assert result.summary()["rejected_by_reason"] == {"no_match": 1, "multiple_faces": 1}
+
+
+def test_each_politician_is_judged_at_the_tolerance_of_its_own_reference_set() -> None:
+    strict = replace(REFERENCES, label="Ada Lovelace", tolerance=0.25)
+    client = FakeClient(content={"match.jpg": b"match"})
+    client.add(1, "match.jpg")
+    client.add(2, "match.jpg", politician="Ada Lovelace")
+    references = FakeReferences({GRACE: REFERENCES, "Ada Lovelace": strict})
+
+    result = Sweeper(client, references, FakeAnalyzer(), SweepOptions()).run()
+
+    grace, ada = by_id(result.outcomes)[1].decision, by_id(result.outcomes)[2].decision
+    assert (grace.verdict, grace.tolerance) == (Verdict.APPROVED, 0.6)
+    assert (ada.reason, ada.tolerance) == (Reason.NO_MATCH, 0.25)
 
 
 def test_outcomes_come_in_row_order_even_with_prefetching() -> None:
@@ -193,11 +224,26 @@ def test_dry_run_decides_everything_and_changes_nothing() -> None:
 
     result = sweeper(client, dry_run=True).run()
 
-    assert {o.action for o in result.outcomes} == {"dry_run"}
+    assert {o.action for o in result.outcomes} == {Action.DRY_RUN}
     assert [o.decision.verdict for o in result.outcomes] == [
         Verdict.APPROVED, Verdict.REJECTED, Verdict.REJECTED,
     ]
     assert client.deleted == [] and client.approved == {}
+
+
+def test_the_reason_names_the_picture_by_its_place_in_the_upload() -> None:
+    """A file refused while downloading (too large) keeps its place among the analysed ones."""
+    client = FakeClient(
+        content={"big.jpg": DownloadTooLarge("over the 20 MB cap"), "match.jpg": b"match"}
+    )
+    client.add(1, "big.jpg", "match.jpg")
+
+    [outcome] = sweeper(client).run().outcomes
+
+    assert outcome.decision.reason is Reason.TOO_LARGE
+    assert outcome.decision.explanation == "picture 1 is too large: over the 20 MB cap"
+    assert [p.name for p in outcome.pictures] == ["picture 1", "picture 2"]
+    assert [p.problem for p in outcome.pictures] == [Reason.TOO_LARGE, None]
 
 
 # --- never delete what changed or what we could not see --------------------------------------
@@ -214,8 +260,8 @@ def test_a_row_edited_by_an_admin_between_listing_and_acting_is_not_deleted() ->
 
     outcomes = by_id(result.outcomes)
     assert outcomes[2].decision.verdict is Verdict.REJECTED
-    assert outcomes[2].action == "changed_meanwhile"
-    assert outcomes[3].action == "changed_meanwhile"
+    assert outcomes[2].action is Action.CHANGED_MEANWHILE
+    assert outcomes[3].action is Action.CHANGED_MEANWHILE
     assert client.deleted == []
     assert set(client.rows) == {1, 2, 3}
 
@@ -226,8 +272,36 @@ def test_a_row_whose_status_an_admin_set_meanwhile_is_not_deleted() -> None:
 
     result = sweeper(client).run()
 
-    assert by_id(result.outcomes)[2].action == "changed_meanwhile"
+    assert by_id(result.outcomes)[2].action is Action.CHANGED_MEANWHILE
     assert client.deleted == []
+
+
+def test_an_approval_is_re_read_too_and_a_row_changed_meanwhile_is_not_approved() -> None:
+    client = standard_client()
+    client.edit_before_reread = lambda row: replace(row, politician="Someone Else")
+
+    result = sweeper(client).run()
+
+    assert by_id(result.outcomes)[1].decision.verdict is Verdict.APPROVED
+    assert by_id(result.outcomes)[1].action is Action.CHANGED_MEANWHILE
+    assert client.approved == {} and client.deleted == []
+
+
+def test_a_page_of_rows_costs_one_re_read_one_bulk_delete_and_one_bulk_update() -> None:
+    client = FakeClient(content={"match.jpg": b"match", "two.jpg": b"two"})
+    for row_id in range(1, 13):
+        client.add(row_id, "match.jpg" if row_id % 3 else "two.jpg")
+
+    result = sweeper(client, act_batch=5).run()
+
+    assert [o.row_id for o in result.outcomes] == list(range(1, 13))
+    assert client.rereads == [[1, 2, 3, 4, 5], [6, 7, 8, 9, 10], [11, 12]]
+    assert client.writes == [
+        ("reject", [3]), ("approve", [1, 2, 4, 5]),
+        ("reject", [6, 9]), ("approve", [7, 8, 10]),
+        ("reject", [12]), ("approve", [11]),
+    ]  # fmt: skip
+    assert client.deleted == [3, 6, 9, 12]
 
 
 def test_a_row_deleted_by_an_admin_before_acting_counts_as_gone() -> None:
@@ -236,7 +310,7 @@ def test_a_row_deleted_by_an_admin_before_acting_counts_as_gone() -> None:
 
     result = sweeper(client).run()
 
-    assert by_id(result.outcomes)[2].action == "gone"
+    assert by_id(result.outcomes)[2].action is Action.GONE
     assert client.deleted == []
 
 
@@ -250,7 +324,7 @@ def test_a_transient_download_failure_defers_the_row_untouched() -> None:
     assert outcome.decision.verdict is Verdict.DEFERRED
     assert outcome.decision.reason is Reason.TRANSIENT_ERROR
     assert "connection reset" in outcome.decision.explanation
-    assert outcome.action == "none"
+    assert outcome.action is Action.NONE
     assert 2 in client.rows and 2 not in client.deleted
     assert result.deferred == 1
 
@@ -275,7 +349,7 @@ def test_a_row_that_vanished_while_downloading_is_deferred_not_acted_on() -> Non
 
     outcome = by_id(result.outcomes)[2]
     assert outcome.decision.verdict is Verdict.DEFERRED
-    assert outcome.action == "gone"
+    assert outcome.action is Action.GONE
     assert client.deleted == [3]
 
 
@@ -287,7 +361,7 @@ def test_a_politician_without_references_defers_its_rows() -> None:
 
     outcome = by_id(result.outcomes)[4]
     assert outcome.decision.reason is Reason.UNKNOWN_POLITICIAN
-    assert outcome.action == "none"
+    assert outcome.action is Action.NONE
     assert 4 in client.rows
 
 
@@ -309,16 +383,15 @@ def test_one_row_raising_an_unexpected_error_does_not_stop_the_pass() -> None:
     assert client.deleted == [2, 3]
 
 
-def test_should_stop_ends_the_pass_between_rows() -> None:
+def test_should_stop_ends_the_pass_between_rows_and_writes_what_is_decided() -> None:
     client = standard_client()
-    decided: list[int] = []
+    checks = iter([False, True])
 
-    result = sweeper(client).run(
-        should_stop=lambda: len(decided) >= 1, on_outcome=lambda o: decided.append(o.row_id)
-    )
+    result = sweeper(client).run(should_stop=lambda: next(checks))
 
     assert result.stopped_early
     assert [o.row_id for o in result.outcomes] == [1]
+    assert by_id(result.outcomes)[1].action is Action.APPROVED
     assert client.deleted == []
     assert set(client.rows) == {1, 2, 3}
 
@@ -330,3 +403,43 @@ def test_limit_caps_the_rows_of_one_pass() -> None:
 
     assert [o.row_id for o in result.outcomes] == [1, 2]
     assert 3 in client.rows
+
+
+# --- the review band ------------------------------------------------------------------------
+
+BANDED = replace(REFERENCES, review_band=(0.55, 0.65))
+
+
+def banded_sweeper(client: FakeClient, **options: object) -> Sweeper:
+    references = FakeReferences({GRACE: BANDED})
+    return Sweeper(client, references, FakeAnalyzer(), SweepOptions(**options))  # type: ignore[arg-type]
+
+
+def test_a_row_in_the_review_band_is_tagged_review_never_deleted_or_approved() -> None:
+    client = FakeClient(content={"close.jpg": b"close", "match.jpg": b"match"})
+    client.add(1, "close.jpg")
+    client.add(2, "match.jpg")
+
+    result = banded_sweeper(client).run()
+
+    close = by_id(result.outcomes)[1]
+    assert (close.decision.verdict, close.action) == (Verdict.REVIEW, Action.TAGGED_REVIEW)
+    assert "distance 0.62" in client.reviewed[1]
+    assert client.deleted == [] and list(client.approved) == [2]
+    assert result.summary()["review"] == 1
+    assert "1 for review" in result.status_line()
+
+
+def test_a_recheck_reports_an_approved_row_now_in_the_band_and_tags_it_only_with_apply() -> None:
+    client = FakeClient(content={"close.jpg": b"close"})
+    client.add(1, "close.jpg")
+    client.rows[1] = replace(client.rows[1], status="approved")
+
+    report = banded_sweeper(client, recheck_approved=True).run()
+    assert report.outcomes[0].action is Action.WOULD_REVIEW
+    assert client.rows[1].status == "approved"
+
+    applied = banded_sweeper(client, recheck_approved=True, apply=True).run()
+    assert applied.outcomes[0].action is Action.TAGGED_REVIEW
+    assert client.reviewed[1].startswith("re-check: distance 0.62")
+    assert client.deleted == []

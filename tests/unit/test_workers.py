@@ -181,6 +181,21 @@ def test_a_picture_over_the_time_limit_ends_its_worker_and_later_pictures_go_on(
         pool.close()
 
 
+def test_asked_to_restart_the_pool_starts_fresh_workers_that_analyse() -> None:
+    """What the daemon does after a pass died of a broken pool."""
+    pool = fake_pool(workers=1)
+    try:
+        pool.wait_ready(timeout=DEADLINE_S)
+        (old,) = pool.worker_pids()
+        pool.restart()
+        assert pool.restarts == 1
+        later = pool.submit(PICTURE, "picture 1", REFERENCES)
+        assert len(later.result(timeout=DEADLINE_S).faces) == 1
+        assert old not in pool.worker_pids()
+    finally:
+        pool.close()
+
+
 def test_submitting_to_a_closed_pool_fails_instead_of_starting_new_workers() -> None:
     pool = fake_pool(workers=1)
     pool.close()
