@@ -14,12 +14,10 @@ Sources, highest priority first:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import tomllib
-import unicodedata
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -41,10 +39,10 @@ from pydantic_settings import (
 from urllib3.util import parse_url
 
 from nocodb_guard.errors import ConfigError
+from nocodb_guard.labels import slugify
+from nocodb_guard.secretfiles import read_token_file, secret_dirs, secret_problem
 
 ENV_PREFIX = "NOCODB_GUARD_"
-TOKEN_FILE_NAMES = ("nocodb_token", "NOCODB_GUARD_NOCODB_TOKEN")
-DEFAULT_SECRET_DIRS = (Path("/run/secrets"),)
 
 
 ReviewBand = tuple[
@@ -90,29 +88,6 @@ class Politician(BaseModel):
                 "must be one folder name inside reference_dir (not empty, '.', '..' or a path)"
             )
         return value
-
-
-def slugify(label: str) -> str:
-    """Folder name for a form option: lower case, words joined by ``_``, in any script.
-
-    Accents on Latin letters are dropped as before (``José Müller`` -> ``jose_muller``);
-    letters of other scripts are kept as written (``Κυριάκος Μητσοτάκης`` ->
-    ``κυριάκος_μητσοτάκης``, ``й`` stays ``й``): an ASCII-only slug of a Greek or Cyrillic
-    label was empty, which made the reference root that politician's folder. A label with
-    no letter or digit at all gets a stable name from its hash, never ``""``.
-    """
-    plain = "".join(_latin_without_accent(ch) for ch in unicodedata.normalize("NFC", label))
-    slug = re.sub(r"[\W_]+", "_", plain.lower()).strip("_")
-    if slug:
-        return slug
-    return "label_" + hashlib.sha256(label.encode("utf-8")).hexdigest()[:12]
-
-
-def _latin_without_accent(char: str) -> str:
-    decomposed = unicodedata.normalize("NFKD", char)
-    if decomposed[:1].isascii():
-        return decomposed.encode("ascii", "ignore").decode()
-    return char
 
 
 class Settings(BaseSettings):
@@ -353,49 +328,6 @@ class Settings(BaseSettings):
         # The init kwargs carry the TOML file and secret files (see load_settings), so
         # they rank below the environment: an operator's env var always wins.
         return (env_settings, dotenv_settings, init_settings)
-
-
-def secret_dirs(explicit: Path | None) -> tuple[Path, ...]:
-    """Where to look for ``nocodb_token``: explicit dir, systemd's, then the container's."""
-    dirs: list[Path] = []
-    if explicit is not None:
-        dirs.append(explicit)
-    credentials = os.environ.get("CREDENTIALS_DIRECTORY")
-    if credentials:
-        dirs.append(Path(credentials))
-    dirs.extend(DEFAULT_SECRET_DIRS)
-    return tuple(dirs)
-
-
-def secret_problem(value: str) -> str | None:
-    """What makes ``value`` unusable as a secret (never the value itself), or None.
-
-    A token goes into an HTTP header: a second line (a new token appended during a
-    rotation) or a control character makes the HTTP library raise an error that quotes
-    the whole header, token included. Surrounding whitespace (a file's final newline) is
-    ignored; inside, only printable ASCII without spaces is accepted, as NocoDB issues.
-    """
-    text = value.strip()
-    lines = len(text.splitlines())
-    if lines > 1:
-        return f"holds {lines} lines, a secret is one line (replace the old one, do not append)"
-    if any(not 33 <= ord(ch) <= 126 for ch in text):
-        return "contains whitespace, a control character or non-ASCII text inside the value"
-    return None
-
-
-def read_token_file(dirs: tuple[Path, ...]) -> str | None:
-    """The token from the first secret file found, or None; a malformed one is a ConfigError."""
-    for directory in dirs:
-        for name in TOKEN_FILE_NAMES:
-            candidate = directory / name
-            if candidate.is_file():
-                value = candidate.read_text(encoding="utf-8", errors="replace")
-                problem = secret_problem(value)
-                if problem:
-                    raise ConfigError(f"nocodb_token (secret file {candidate}): {problem}")
-                return value.strip()
-    return None
 
 
 def load_settings(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from nocodb_guard import cli, settings
+from nocodb_guard import cli, secretfiles, settings
 from nocodb_guard.errors import ConfigError
 from nocodb_guard.settings import Settings, load_settings
 
@@ -23,7 +23,7 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith(settings.ENV_PREFIX) or name == "CREDENTIALS_DIRECTORY":
             monkeypatch.delenv(name)
-    monkeypatch.setattr(settings, "DEFAULT_SECRET_DIRS", ())
+    monkeypatch.setattr(secretfiles, "DEFAULT_SECRET_DIRS", ())
 
 
 def write(path: Path, text: str) -> Path:
