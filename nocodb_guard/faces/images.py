@@ -118,6 +118,7 @@ def decode(data: bytes, *, max_pixels: int, max_side: int) -> DecodedImage:
         try:
             image, original_size = _open_checked(data, plugin, max_pixels)
             budgets.refuse_animation(image, fmt)
+            _draft(image, max_side)
             budgets.check_decoded_size(image, fmt)
             rgb = _normalise(image, max_side)
         except BadPicture:
@@ -186,16 +187,22 @@ def _open_checked(data: bytes, plugin: str, max_pixels: int) -> tuple[Image.Imag
     return image, (width, height)
 
 
+def _draft(image: Image.Image, max_side: int) -> None:
+    """Let libjpeg decode at the smallest of 1/2, 1/4, 1/8 scale that still covers ``max_side``.
+
+    An 8000 px photo decodes at 2000 px, a sixteenth of the work and memory; the decoded-size
+    budget is then counted on what is really decoded (a 100 MP JPEG is judged, not refused).
+    """
+    if image.format in ("JPEG", "MPO"):
+        image.draft("RGB", _fit(image.size, max_side))
+
+
 def _normalise(image: Image.Image, max_side: int) -> npt.NDArray[np.uint8]:
     """Decode the first frame, at most ``max_side``, upright, RGB: dlib's input.
 
     Downscaled *before* any change of depth or orientation: a 49 MP 16-bit picture is
     converted at 1 MP, not at full size in float64 (1.7 GB per worker, measured).
     """
-    if image.format in ("JPEG", "MPO"):
-        # Let libjpeg decode at the smallest of 1/2, 1/4, 1/8 scale that still covers
-        # max_side: an 8000 px photo decodes at 2000 px, a sixteenth of the work.
-        image.draft("RGB", _fit(image.size, max_side))
     orientation = _orientation(image)
     image.load()
     rgb = _to_rgb(_upright(_downscale(image, max_side), orientation))

@@ -547,6 +547,14 @@ def test_an_8000px_jpeg_decodes_in_under_a_second_via_draft(
     assert correlation(decoded.rgb, np.asarray(expected, dtype=np.uint8)) > 0.97
 
 
+def test_a_100mp_jpeg_is_judged_because_its_decoded_bytes_are_counted_after_the_draft() -> None:
+    # 300 MB at full size, over the decoded-bytes budget; libjpeg decodes it at 1/8 scale.
+    decoded = decode(samples.huge_jpeg(10_000), max_pixels=120_000_000, max_side=MAX_SIDE)
+
+    assert decoded.original_size == (10_000, 10_000)
+    assert decoded.analysed_size == (1024, 1024)
+
+
 def test_an_animated_gif_is_refused_as_animated_not_judged_on_its_first_frame() -> None:
     assert rejection(samples.animated_gif()).reason == "animated"
 
