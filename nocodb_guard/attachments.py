@@ -4,7 +4,11 @@ An attachment cell is written by NocoDB from an anonymous upload, so every URL i
 treated as hostile until proven otherwise:
 
 - only ``http``/``https``; no credentials in the URL; no whitespace, control characters or
-  backslashes (the classic tricks that make two URL parsers disagree about the host);
+  backslashes (the classic tricks that make two URL parsers disagree about the host); no
+  host ending with a dot: ``127.0.0.1.`` is not the address 127.0.0.1 but a DNS name that
+  the resolver may answer as it likes (here it does not resolve at all), so counting it as
+  the origin would compare one host and connect to another. Refusing is the one rule that
+  stays consistent (``nocodb_url`` refuses it too);
 - the origin (scheme, host, port) must be the configured NocoDB origin, or the host must be
   in the operator's explicit allow-list (S3-like storage). Allow-listed hosts are reached
   over ``https`` only (the bytes we judge must not be swappable on the way) unless the
@@ -17,10 +21,19 @@ treated as hostile until proven otherwise:
   deadline for the whole body (a server dripping one byte per read timeout would otherwise
   hold a worker for hours);
 - no token is sent: downloads carry no ``xc-token`` (signed links need none), so an
-  allow-listed storage host never sees NocoDB's credentials.
+  allow-listed storage host never sees NocoDB's credentials;
+- a verdict is drawn only from bytes that are verifiably the upload. A proxy or CDN in
+  front of NocoDB may answer ``200`` with its own HTML or JSON error page; judged as a
+  picture, that page would delete the row as ``not_an_image``. So the byte count must
+  equal the cell's ``size`` (NocoDB records the stored file's size), and when the cell has
+  no size, a body served as (or looking like) HTML or JSON is not taken for the upload.
+  Either failure is :class:`DownloadFailed`: the row is deferred, never deleted. An
+  uploader who lies about the size only gets their own row deferred.
 
 URLs with a signed part are never logged or put into messages as such: :func:`url_ref`
-gives a stable, harmless reference (origin plus a short hash of the path).
+gives a stable, harmless reference (origin plus a short hash of the path). Every other
+piece of a cell copied into a message (a host, a scheme) goes through :func:`shown`:
+a 200 kB host name would otherwise be copied into every audit record, every pass.
 
 What is left open: the allow-list check resolves the host, then requests resolves it again
 to connect (a DNS-rebinding window). Exploiting it needs control over the DNS of a host the
@@ -83,13 +96,26 @@ def parse_origin(url: str) -> Origin:
         raise UrlNotAllowed("URL cannot be parsed") from None
     scheme = (parsed.scheme or "").lower()
     if scheme not in DEFAULT_PORTS:
-        raise UrlNotAllowed(f"scheme {scheme or '(none)'!r} is not http or https")
+        raise UrlNotAllowed(f"scheme {shown(scheme) or '(none)'!r} is not http or https")
     if parsed.auth is not None:
         raise UrlNotAllowed("URL carries credentials")
-    host = (parsed.host or "").lower().rstrip(".")
+    host = (parsed.host or "").lower()
     if not host:
         raise UrlNotAllowed("URL has no host")
+    if host.endswith("."):
+        raise UrlNotAllowed("the host ends with a dot (a DNS name, not the origin's host)")
     return Origin(scheme, host, parsed.port or DEFAULT_PORTS[scheme])
+
+
+#: Longest piece of an uploader's cell (host, scheme) copied into a message.
+MAX_SHOWN_CHARS = 80
+
+
+def shown(text: str) -> str:
+    """``text`` cut to :data:`MAX_SHOWN_CHARS`, saying how much was left out."""
+    if len(text) <= MAX_SHOWN_CHARS:
+        return text
+    return f"{text[:MAX_SHOWN_CHARS]}…(+{len(text) - MAX_SHOWN_CHARS} chars)"
 
 
 def origin_of(url: str) -> str:
@@ -108,7 +134,7 @@ def url_ref(url: str) -> str:
     except UrlNotAllowed:
         origin = "(invalid)"
     digest = hashlib.sha256(url.encode("utf-8", "replace")).hexdigest()[:12]
-    return f"{origin}/…#{digest}"
+    return f"{shown(origin)}/…#{digest}"
 
 
 def _allowed_host_origins(allowed_hosts: Collection[str]) -> set[Origin]:
@@ -132,7 +158,7 @@ def resolve_addresses(host: str, port: int) -> list[str]:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
-        detail = f"cannot resolve {host!r}: {exc.__class__.__name__}"
+        detail = f"cannot resolve {shown(host)!r}: {exc.__class__.__name__}"
     else:
         return [str(info[4][0]) for info in infos]
     raise DownloadFailed(detail)
@@ -157,7 +183,9 @@ def check_origin(
     if origin in {parse_origin(o) for o in allowed_origins}:
         return origin
     if origin not in _allowed_host_origins(allowed_hosts):
-        raise UrlNotAllowed(f"{origin} is neither the NocoDB origin nor an allowed host")
+        raise UrlNotAllowed(
+            f"{shown(str(origin))} is neither the NocoDB origin nor an allowed host"
+        )
     return origin
 
 
@@ -178,11 +206,11 @@ def check_url(
         return origin
     addresses = (resolver or resolve_addresses)(origin.host, origin.port)
     if not addresses:
-        raise DownloadFailed(f"{origin.host!r} resolved to no address")
+        raise DownloadFailed(f"{shown(origin.host)!r} resolved to no address")
     private = [a for a in addresses if not is_public_address(a)]
     if private:
         raise UrlNotAllowed(
-            f"allowed host {origin.host!r} resolves to a non-public address ({private[0]})"
+            f"allowed host {shown(origin.host)!r} resolves to a non-public address ({private[0]})"
         )
     return origin
 
@@ -205,9 +233,9 @@ def fetch(
     Raises :class:`UrlNotAllowed` (refused before or at a redirect), :class:`AttachmentNotFound`
     (401/403/404/410: refresh the link), :class:`DownloadTooLarge` (over ``max_bytes``: a fact
     about the upload), :class:`DownloadFailed` (anything transient: 5xx, 429, timeouts, a body
-    cut short, the deadline). ``deadline_seconds`` bounds the whole download; default
-    ``connect_timeout + 2 * read_timeout``. ``expected_size`` (the cell's ``size``, which
-    the uploader's browser reported) is only compared for a debug line: it proves nothing.
+    cut short, the deadline, bytes that are not verifiably the upload: see
+    :func:`verify_upload`). ``deadline_seconds`` bounds the whole download; default
+    ``connect_timeout + 2 * read_timeout``. ``expected_size`` is the cell's ``size``.
     """
     check_url(url, allowed_origins=allowed_origins, allowed_hosts=allowed_hosts, resolver=resolver)
     ref = url_ref(url)
@@ -223,14 +251,41 @@ def fetch(
         data = _read_capped(response, ref, max_bytes, started + deadline_seconds)
     if declared is not None and len(data) < declared:
         raise DownloadFailed(f"{ref}: body cut short ({len(data)} of {declared} bytes)")
+    verify_upload(data, response.headers.get("Content-Type", ""), expected_size, ref)
     log.debug(
-        "attachment.fetched",
-        ref=ref,
-        bytes=len(data),
-        size_matches=None if expected_size is None else expected_size == len(data),
-        seconds=round(time.monotonic() - started, 3),
+        "attachment.fetched", ref=ref, bytes=len(data), seconds=round(time.monotonic() - started, 3)
     )
     return data
+
+
+#: Content types an error page is served as (HTML, JSON, XML, plain text), never a picture.
+_ERROR_PAGE_TYPES = ("text/", "application/json", "application/problem+json", "application/xml")
+#: How an HTML or JSON error body starts (lower case, leading whitespace and BOM removed).
+_ERROR_PAGE_STARTS = (b"<!doctype html", b"<html", b"{")
+
+
+def verify_upload(data: bytes, content_type: str, expected_size: int | None, ref: str) -> None:
+    """Raise :class:`DownloadFailed` unless ``data`` is verifiably the uploaded file.
+
+    With a ``size`` in the cell, the byte count decides: an error page from a proxy does
+    not happen to have the upload's exact length. Without one (a cell written through the
+    API), a body served as text/JSON, or starting like HTML or JSON, is taken for an error
+    page: it proves nothing about the upload, so nothing is decided from it.
+    """
+    if expected_size is not None:
+        if len(data) != expected_size:
+            raise DownloadFailed(
+                f"{ref}: {len(data)} bytes arrived where the cell says {expected_size}: "
+                "not the uploaded file (an error page from a proxy in front of NocoDB?)"
+            )
+        return
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    head = data[:64].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if media_type.startswith(_ERROR_PAGE_TYPES) or head.startswith(_ERROR_PAGE_STARTS):
+        raise DownloadFailed(
+            f"{ref}: the answer is {media_type or 'untyped'} text, not a picture, and the "
+            "cell gives no size to prove it is the upload (an error page?)"
+        )
 
 
 def _open(

@@ -13,6 +13,7 @@ Exit codes (stable, documented in the README):
 2     bad settings, bad references or a broken face stack
 3     NocoDB unreachable or the token / table refused
 4     another sweep is already running on this host
+70    internal error (a bug): one line on stderr, every configured secret redacted
 130   interrupted (Ctrl-C)
 ====  ==========================================================================
 """
@@ -31,10 +32,14 @@ import structlog
 
 from nocodb_guard import __version__
 from nocodb_guard.errors import ConfigError, GuardError, NocoDBUnavailable, Stop
+from nocodb_guard.logs import Redactor, configure_logging, settings_secrets
 from nocodb_guard.models import Action, Verdict
 from nocodb_guard.settings import Settings, load_settings
 
 EXIT_OK, EXIT_DEFERRED, EXIT_CONFIG, EXIT_NOCODB, EXIT_LOCKED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+EXIT_INTERNAL = 70  # EX_SOFTWARE (sysexits.h)
+#: Longest error message printed: an exception may quote a whole response or header.
+MAX_ERROR_CHARS = 500
 
 log = structlog.get_logger("nocodb_guard.cli")
 
@@ -147,23 +152,35 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run_guarded(args: argparse.Namespace) -> int:
+    """Run the command; every way out is one redacted line on stderr and a documented code.
+
+    The catch-all matters for secrets: an uncaught exception would print a traceback, and
+    some exceptions quote what was sent (an HTTP library quotes a bad header, token and
+    all). Tracebacks of unexpected errors go to the (redacted) debug log instead.
+    """
+    redactor = Redactor()
     try:
         settings = _settings(args)
+        redactor = Redactor(settings_secrets(settings))
         _configure_logging(settings, sys.stdout if args.command == "run" else sys.stderr)
         return COMMANDS[args.command](args, settings)
     except Stop as exc:
-        return _fail(str(exc), exc.exit_code)
+        return _fail(str(exc), exc.exit_code, redactor)
     except NocoDBUnavailable as exc:
-        return _fail(f"NocoDB unavailable: {exc}", EXIT_NOCODB)
+        return _fail(f"NocoDB unavailable: {exc}", EXIT_NOCODB, redactor)
     except GuardError as exc:
-        return _fail(str(exc), EXIT_DEFERRED)
+        return _fail(str(exc), EXIT_DEFERRED, redactor)
     except KeyboardInterrupt:
-        return _fail("interrupted", EXIT_INTERRUPTED)
+        return _fail("interrupted", EXIT_INTERRUPTED, redactor)
+    except Exception as exc:  # the last line of defence: a bug, said without a secret
+        log.debug("unexpected_error", exc_info=True)
+        return _fail(f"internal error: {type(exc).__name__}: {exc}", EXIT_INTERNAL, redactor)
 
 
-def _fail(message: str, code: int) -> int:
-    """Say what went wrong on stderr; return the exit code that goes with it."""
-    print(f"nocodb-guard: error: {message}", file=sys.stderr)
+def _fail(message: str, code: int, redactor: Redactor) -> int:
+    """Say what went wrong on stderr, on one line, secrets cut out; return the exit code."""
+    line = " ".join(redactor.scrub(message).split())[:MAX_ERROR_CHARS]
+    print(f"nocodb-guard: error: {line}", file=sys.stderr)
     return code
 
 
@@ -183,9 +200,7 @@ def _env_path(name: str) -> Path | None:
 
 
 def _configure_logging(settings: Settings, stream: TextIO) -> None:
-    from nocodb_guard.logs import configure_logging  # noqa: PLC0415
-
-    secrets = [s.get_secret_value() for s in (settings.nocodb_token, settings.webhook_secret) if s]
+    secrets = settings_secrets(settings)
     # Logs go to stderr for one-shot commands so that --json on stdout stays parseable;
     # the daemon logs to stdout (journald / podman collect it).
     configure_logging(settings.log_level, settings.log_format, stream=stream, secrets=secrets)

@@ -97,7 +97,8 @@ class AlreadyRunning(Stop):
 class BadPicture(GuardError):
     """The bytes are not a picture we can judge: a definitive fact about the upload.
 
-    ``reason`` travels as the :class:`~nocodb_guard.models.Reason` the row is rejected with.
+    ``reason`` travels as the :class:`~nocodb_guard.models.Reason` the row is rejected with
+    (not an image, unreadable, too large, animated).
     """
 
     def __init__(self, reason: PictureProblem, detail: str) -> None:
@@ -131,6 +132,14 @@ class FileNotOnNocoDB(AttachmentMissing):
 
     Deferred like any :class:`AttachmentMissing`; confirmed an hour later, while other
     files download fine, it is final (see :mod:`nocodb_guard.missing_files`).
+    """
+
+
+class AttachmentRefused(DownloadFailed):
+    """Even a freshly signed link answers 401/403: access is refused, the file may well exist.
+
+    A proxy's authentication or a storage policy in front of the files, not a missing file
+    (and not the uploader's doing): the row is deferred and an operator should look.
     """
 
 

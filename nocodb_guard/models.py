@@ -36,6 +36,7 @@ class Reason(StrEnum):
     NOT_AN_IMAGE = "not_an_image"
     UNREADABLE = "unreadable"
     TOO_LARGE = "too_large"
+    ANIMATED = "animated"
     NO_FACE = "no_face"
     FACE_TOO_SMALL = "face_too_small"
     MULTIPLE_FACES = "multiple_faces"
@@ -48,8 +49,14 @@ class Reason(StrEnum):
     TRANSIENT_ERROR = "transient_error"
 
 
-PictureProblem = Literal[Reason.NOT_AN_IMAGE, Reason.UNREADABLE, Reason.TOO_LARGE]
-"""Reasons a single picture can fail on, before any face is compared."""
+PictureProblem = Literal[
+    Reason.NOT_AN_IMAGE, Reason.UNREADABLE, Reason.TOO_LARGE, Reason.ANIMATED
+]
+"""Reasons a single picture can fail on, before any face is compared: facts about it."""
+
+PictureFailure = Literal[Reason.TRANSIENT_ERROR]
+"""A picture that could not be analysed (its worker died or hit the time limit): no fact
+about the picture, so its row is deferred."""
 
 
 class Action(StrEnum):
@@ -111,12 +118,14 @@ class PictureAnalysis:
     """What the pipeline saw in one picture. No pixels, no encodings.
 
     ``problem`` is set when the bytes could not be turned into a picture (not an image,
-    unreadable, too large); then ``faces`` is empty. ``distances`` holds the distance of
-    the single face to each reference, and is empty unless exactly one face was kept.
+    unreadable, too large, animated), or to ``transient_error`` when the picture could not
+    be analysed at all (its worker died or hit the time limit); then ``faces`` is empty.
+    ``distances`` holds the distance of the single face to each reference, and is empty
+    unless exactly one face was kept.
     """
 
     name: str
-    problem: PictureProblem | None = None
+    problem: PictureProblem | PictureFailure | None = None
     detail: str = ""
     format: str | None = None
     original_size: tuple[int, int] | None = None

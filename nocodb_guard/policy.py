@@ -8,8 +8,8 @@ Deleting is irreversible, so the order of the rules matters:
 3. a picture that is definitively bad (not an image, unreadable, too large, no face,
    a face too small, several faces) rejects the row, even if another attachment of the
    same row could not be fetched: that verdict is drawn from a picture we did see;
-4. any other failure to see every picture (transient download error, URL not allowed)
-   defers the row;
+4. any other failure to see every picture (transient download error, URL not allowed,
+   a face worker that died or hit the time limit per picture) defers the row;
 5. only then are distances compared: every picture must match. With a review band, a
    worst distance inside ``[low, high]`` is neither approved nor rejected: ``review``.
 """
@@ -86,6 +86,8 @@ def _label(index: int, evidence: RowEvidence) -> str:
 
 
 def _picture_problem(picture: PictureAnalysis, label: str) -> Decision | None:
+    if picture.problem is Reason.TRANSIENT_ERROR:
+        return None  # not a fact about the picture (its worker died): _failure_rule defers
     if picture.problem is not None:
         detail = f": {picture.detail}" if picture.detail else ""
         return _reject(picture.problem, f"{label} {_PROBLEM_WORDS[picture.problem]}{detail}")
@@ -103,6 +105,7 @@ _PROBLEM_WORDS: dict[PictureProblem, str] = {
     Reason.NOT_AN_IMAGE: "is not an image",
     Reason.UNREADABLE: "is corrupt or truncated",
     Reason.TOO_LARGE: "is too large",
+    Reason.ANIMATED: "is animated",
 }
 
 
@@ -110,6 +113,10 @@ def _failure_rule(evidence: RowEvidence) -> Decision | None:
     if evidence.failure is not None:
         detail = f": {evidence.failure_detail}" if evidence.failure_detail else ""
         return _defer(evidence.failure, f"could not fetch every picture{detail}")
+    for index, picture in enumerate(evidence.pictures, start=1):
+        if picture.problem is Reason.TRANSIENT_ERROR:
+            label = _label(index, evidence)
+            return _defer(picture.problem, f"{label} could not be analysed: {picture.detail}")
     if len(evidence.pictures) != evidence.attachment_count:
         return _defer(Reason.TRANSIENT_ERROR, "not every picture was analysed")
     return None

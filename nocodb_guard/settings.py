@@ -18,7 +18,6 @@ import json
 import os
 import re
 import tomllib
-import unicodedata
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -37,12 +36,13 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+from urllib3.util import parse_url
 
 from nocodb_guard.errors import ConfigError
+from nocodb_guard.labels import slugify
+from nocodb_guard.secretfiles import read_token_file, secret_dirs, secret_problem
 
 ENV_PREFIX = "NOCODB_GUARD_"
-TOKEN_FILE_NAMES = ("nocodb_token", "NOCODB_GUARD_NOCODB_TOKEN")
-DEFAULT_SECRET_DIRS = (Path("/run/secrets"),)
 
 
 ReviewBand = tuple[
@@ -75,11 +75,19 @@ class Politician(BaseModel):
     def _ordered(cls, band: ReviewBand | None) -> ReviewBand | None:
         return check_band(band)
 
-
-def slugify(label: str) -> str:
-    """Folder name for a form option: ASCII, lower case, words joined by ``_``."""
-    ascii_label = unicodedata.normalize("NFKD", label).encode("ascii", "ignore").decode()
-    return re.sub(r"[^a-z0-9]+", "_", ascii_label.lower()).strip("_")
+    @field_validator("folder")
+    @classmethod
+    def _one_folder_inside(cls, value: str | None) -> str | None:
+        """One folder name: ``""``, ``.``, ``..`` or a path would make the reference root
+        itself (or a place outside it) one politician's folder: every photo there would
+        count as that politician."""
+        if value is None:
+            return None
+        if value.strip() in ("", ".", "..") or any(sep in value for sep in "/\\\x00"):
+            raise ValueError(
+                "must be one folder name inside reference_dir (not empty, '.', '..' or a path)"
+            )
+        return value
 
 
 class Settings(BaseSettings):
@@ -174,6 +182,10 @@ class Settings(BaseSettings):
     min_face_ratio: float = Field(default=0.35, ge=0.0, le=1.0)
     """Faces smaller than this fraction of the largest face are background noise, ignored."""
     num_jitters: int = Field(default=1, ge=1, le=100)
+    picture_timeout: float = Field(default=60.0, gt=0)
+    """Wall-clock seconds one picture may take in a face worker; past it the worker is
+    killed and replaced, and the row deferred. A safety net only: cost bombs are refused
+    from their structure first. Healthy pictures take 0.2-2 s (HOG), up to ~20 s (cnn)."""
     workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=0)
     """Face worker processes; 0 runs the pipeline in the calling process."""
 
@@ -197,9 +209,27 @@ class Settings(BaseSettings):
     @field_validator("nocodb_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
+        """An http(s) URL without credentials or a trailing-dot host (see ``attachments``)."""
         if not re.match(r"^https?://[^/]+", value):
             raise ValueError("must be an http(s) URL such as http://127.0.0.1:8080")
+        parsed = parse_url(value)
+        if parsed.auth is not None:
+            # Never echo the value: it holds a password.
+            raise ValueError("must not carry user:password@ (the token goes in nocodb_token)")
+        if (parsed.host or "").endswith("."):
+            raise ValueError("the host must not end with a dot (write it without)")
         return value.rstrip("/")
+
+    @field_validator("nocodb_token", "webhook_secret")
+    @classmethod
+    def _one_line_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        """Secrets end up in HTTP headers: refuse on load what would fail (and leak) there."""
+        if value is None:
+            return None
+        problem = secret_problem(value.get_secret_value())
+        if problem:
+            raise ValueError(problem)  # names the problem, never the value
+        return SecretStr(value.get_secret_value().strip())
 
     @field_validator("nocodb_data_dir", mode="before")
     @classmethod
@@ -298,28 +328,6 @@ class Settings(BaseSettings):
         # The init kwargs carry the TOML file and secret files (see load_settings), so
         # they rank below the environment: an operator's env var always wins.
         return (env_settings, dotenv_settings, init_settings)
-
-
-def secret_dirs(explicit: Path | None) -> tuple[Path, ...]:
-    """Where to look for ``nocodb_token``: explicit dir, systemd's, then the container's."""
-    dirs: list[Path] = []
-    if explicit is not None:
-        dirs.append(explicit)
-    credentials = os.environ.get("CREDENTIALS_DIRECTORY")
-    if credentials:
-        dirs.append(Path(credentials))
-    dirs.extend(DEFAULT_SECRET_DIRS)
-    return tuple(dirs)
-
-
-def read_token_file(dirs: tuple[Path, ...]) -> str | None:
-    """The token from the first secret file found, or None."""
-    for directory in dirs:
-        for name in TOKEN_FILE_NAMES:
-            candidate = directory / name
-            if candidate.is_file():
-                return candidate.read_text(encoding="utf-8").strip()
-    return None
 
 
 def load_settings(

@@ -58,6 +58,9 @@ class Fault:
     retry_after: str | None = None
     location: str | None = None
     """``Location`` header of a status answer (a redirect)."""
+    payload: bytes | None = None
+    """Body of a status answer (default: a small JSON error), e.g. a CDN's HTML error page."""
+    content_type: str = "application/json"
     delay: float = 0.0
     times: int | None = None
     callback: Callable[[], None] | None = None
@@ -263,11 +266,11 @@ class _Handler(BaseHTTPRequestHandler):
         self, fault: Fault | None, body: bytes, action: str, extra: dict[str, str]
     ) -> None:
         if fault is not None and fault.action == "status":
-            self._answer(fault.status, fault.retry_after, fault.location)
+            self._answer(fault)
         elif fault is not None and fault.action == "drop":
             self._drop()
         elif action == "rate_limited":
-            self._answer(429, None, None, extra, THROTTLED)
+            self._answer(Fault("status", status=429, payload=THROTTLED), extra)
         else:
             cut = fault is not None and fault.action == "drop_mid_body"
             self._forward(body, cut_body=cut, extra=extra)
@@ -276,21 +279,17 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
-    def _answer(
-        self,
-        status: int,
-        retry_after: str | None,
-        location: str | None,
-        extra: dict[str, str] | None = None,
-        payload: bytes = b'{"error":"INJECTED_FAULT","message":"injected by the fault proxy"}',
-    ) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+    def _answer(self, fault: Fault, extra: dict[str, str] | None = None) -> None:
+        payload = fault.payload
+        if payload is None:
+            payload = b'{"error":"INJECTED_FAULT","message":"injected by the fault proxy"}'
+        self.send_response(fault.status)
+        self.send_header("Content-Type", fault.content_type)
         self.send_header("Content-Length", str(len(payload)))
-        if retry_after is not None:
-            self.send_header("Retry-After", retry_after)
-        if location is not None:
-            self.send_header("Location", location)
+        if fault.retry_after is not None:
+            self.send_header("Retry-After", fault.retry_after)
+        if fault.location is not None:
+            self.send_header("Location", fault.location)
         for key, value in (extra or {}).items():
             self.send_header(key, value)
         self.end_headers()

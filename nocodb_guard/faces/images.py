@@ -9,13 +9,21 @@ string it cannot turn into a picture, and nothing else:
 - ``not_an_image``: the bytes are not one of the accepted still-image formats;
 - ``unreadable``: they claim to be one, but are truncated, corrupt or absurd;
 - ``too_large``: the header announces more pixels than ``max_pixels`` (JPEG) or than
-  :data:`FULL_DECODE_MAX_PIXELS` (other formats), so decompression bombs are refused
-  before a single pixel is decoded.
+  :data:`FULL_DECODE_MAX_PIXELS` (other formats), or the file's structure would make
+  decoding too costly (:mod:`~nocodb_guard.faces.budgets`: JPEG scans, TIFF tiles,
+  decoded bytes), so cost bombs are refused before a single pixel is decoded;
+- ``animated``: a GIF, WebP, APNG or AVIF with several frames. What a browser shows is
+  the animation, not the first frame: judging only that frame let a politician's face
+  in frame 1 approve a cat. Why animation is refused rather than judged frame by frame
+  is in :func:`~nocodb_guard.faces.budgets.refuse_animation`.
 
-Pictures are normalised for dlib: EXIF orientation applied, alpha composited onto white,
-every mode (CMYK, palette, grayscale, 1-bit, 16/32-bit, float) turned into 8-bit RGB,
-downscaled to ``max_side``, returned as a C-contiguous array (dlib silently finds no face
-in a strided one).
+A picture Pillow reads is never called ``unreadable``: metadata it refuses but we do not
+need (a 2 MB ICC profile in a PNG) is dropped before decoding.
+
+Pictures are normalised for dlib: downscaled to ``max_side`` first (memory stays small
+whatever the depth), EXIF orientation applied, alpha composited onto white, every mode
+(CMYK, palette, grayscale, 1-bit, 16/32-bit, float) turned into 8-bit RGB, returned as a
+C-contiguous array (dlib silently finds no face in a strided one).
 """
 
 from __future__ import annotations
@@ -32,22 +40,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from PIL import Image, ImageFile, ImageOps
+from PIL import Image, ImageFile
 
 from nocodb_guard.errors import BadPicture
+from nocodb_guard.faces import budgets
+from nocodb_guard.faces.formats import PILLOW_PLUGIN, sniff
 from nocodb_guard.models import Reason
-
-#: Accepted formats, as named in :attr:`DecodedImage.format`, with the Pillow plugin
-#: allowed to open each one.
-PILLOW_PLUGIN = {
-    "JPEG": "JPEG",
-    "PNG": "PNG",
-    "WEBP": "WEBP",
-    "GIF": "GIF",
-    "TIFF": "TIFF",
-    "BMP": "BMP",
-    "HEIF": "HEIF",
-}
 
 #: Longest side over shortest side beyond which a picture cannot be a photo of a face
 #: (phone panoramas stay well under it). Such strips would also shrink to a 0-px side.
@@ -64,24 +62,8 @@ FULL_DECODE_MAX_PIXELS = 50_000_000
 #: LANCZOS alone 280 ms; for face detection the sharper kernels buy nothing visible.
 RESAMPLE = Image.Resampling.BILINEAR
 REDUCING_GAP = 2.0
-
-_HEIF_BRANDS = frozenset(
-    {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1"}
-)
-_BMP_HEADER_SIZES = frozenset({12, 40, 52, 56, 64, 108, 124})
-
-#: Signatures of common non-images, only to write a clearer ``detail``.
-_KNOWN_OTHERS: tuple[tuple[bytes, str], ...] = (
-    (b"%PDF-", "a PDF document"),
-    (b"PK\x03\x04", "a ZIP archive (or an office document)"),
-    (b"PK\x05\x06", "an empty ZIP archive"),
-    (b"\x1f\x8b", "a gzip archive"),
-    (b"8BPS", "a Photoshop document (not accepted)"),
-    (b"\x00\x00\x01\x00", "an icon file (not accepted)"),
-    (b"\x00\x00\x02\x00", "a cursor file (not accepted)"),
-    (b"\x7fELF", "an executable"),
-    (b"MZ", "an executable"),
-)
+#: EXIF tag number of Orientation.
+ORIENTATION_TAG = 0x0112
 
 #: What Pillow and its plugins raise on hostile or broken input in practice.
 _DECODER_ERRORS: tuple[type[BaseException], ...] = (
@@ -128,9 +110,16 @@ def decode(data: bytes, *, max_pixels: int, max_side: int) -> DecodedImage:
     plugin = PILLOW_PLUGIN[fmt]
     if plugin == "HEIF":
         _register_heif()
+    if fmt == "JPEG":
+        budgets.check_jpeg_scans(data)
+    elif fmt == "PNG":
+        data = budgets.prepare_png(data)
     with _STRICT.loading():
         try:
             image, original_size = _open_checked(data, plugin, max_pixels)
+            budgets.refuse_animation(image, fmt)
+            _draft(image, max_side)
+            budgets.check_decoded_size(image, fmt)
             rgb = _normalise(image, max_side)
         except BadPicture:
             raise
@@ -155,59 +144,6 @@ def decode(data: bytes, *, max_pixels: int, max_side: int) -> DecodedImage:
                 Reason.UNREADABLE, f"{fmt} decoder failed: {type(exc).__name__}: {_short(exc)}"
             ) from exc
     return DecodedImage(rgb=rgb, format=fmt, original_size=original_size)
-
-
-def sniff(data: bytes) -> str:
-    """The accepted format the bytes start with, or ``BadPicture(Reason.NOT_AN_IMAGE)``.
-
-    Stricter than Pillow's own ``_accept`` checks where those are weak (BMP's two bytes).
-    """
-    if not data:
-        raise BadPicture(Reason.NOT_AN_IMAGE, "the file is empty")
-    head = data[:32]
-    if head.startswith(b"\xff\xd8\xff"):
-        return "JPEG"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "PNG"
-    if head[:6] in (b"GIF87a", b"GIF89a"):
-        return "GIF"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "WEBP"
-    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
-        return "TIFF"
-    if head[:2] == b"BM" and len(head) >= 18:
-        (dib_size,) = struct.unpack("<I", head[14:18])
-        if dib_size in _BMP_HEADER_SIZES:
-            return "BMP"
-    if head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS:
-        return "HEIF"
-    raise BadPicture(Reason.NOT_AN_IMAGE, _describe_other(head))
-
-
-def _describe_other(head: bytes) -> str:
-    """A short, non-identifying description of bytes that are not an accepted picture."""
-    for signature, what in _KNOWN_OTHERS:
-        if head.startswith(signature):
-            return f"the file is {what}"
-    if head[4:8] == b"ftyp":
-        brand = head[8:12].decode("ascii", "replace")
-        return f"the file is an ISO media file of brand {brand!r} (video or AVIF, not accepted)"
-    text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
-    if text.startswith((b"<svg", b"<?xml")):
-        return "the file is XML or SVG (vector drawings are not accepted)"
-    if text.startswith((b"<!doctype", b"<html", b"<")):
-        return "the file is HTML or other markup"
-    if _looks_like_text(head):
-        return "the file is text"
-    return "the file is not a JPEG, PNG, WebP, GIF, TIFF, BMP or HEIC picture"
-
-
-def _looks_like_text(head: bytes) -> bool:
-    try:
-        decoded = head.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return all(ch.isprintable() or ch in "\t\r\n" for ch in decoded)
 
 
 def _short(exc: BaseException) -> str:
@@ -251,33 +187,78 @@ def _open_checked(data: bytes, plugin: str, max_pixels: int) -> tuple[Image.Imag
     return image, (width, height)
 
 
-def _normalise(image: Image.Image, max_side: int) -> npt.NDArray[np.uint8]:
-    """Decode the first frame, turn it upright, RGB, at most ``max_side``: dlib's input."""
+def _draft(image: Image.Image, max_side: int) -> None:
+    """Let libjpeg decode at the smallest of 1/2, 1/4, 1/8 scale that still covers ``max_side``.
+
+    An 8000 px photo decodes at 2000 px, a sixteenth of the work and memory; the decoded-size
+    budget is then counted on what is really decoded (a 100 MP JPEG is judged, not refused).
+    """
     if image.format in ("JPEG", "MPO"):
-        # Let libjpeg decode at the smallest of 1/2, 1/4, 1/8 scale that still covers
-        # max_side: an 8000 px photo decodes at 2000 px, a sixteenth of the work.
         image.draft("RGB", _fit(image.size, max_side))
+
+
+def _normalise(image: Image.Image, max_side: int) -> npt.NDArray[np.uint8]:
+    """Decode the first frame, at most ``max_side``, upright, RGB: dlib's input.
+
+    Downscaled *before* any change of depth or orientation: a 49 MP 16-bit picture is
+    converted at 1 MP, not at full size in float64 (1.7 GB per worker, measured).
+    """
+    orientation = _orientation(image)
     image.load()
-    _turn_upright(image)
-    rgb = _to_rgb(image)
-    if max(rgb.size) > max_side:
-        rgb = rgb.resize(_fit(rgb.size, max_side), RESAMPLE, reducing_gap=REDUCING_GAP)
+    rgb = _to_rgb(_upright(_downscale(image, max_side), orientation))
     array = np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8))
     if array.ndim != 3 or array.shape[2] != 3:
         raise BadPicture(Reason.UNREADABLE, f"normalised to an unexpected shape {array.shape}")
     return array
 
 
-def _turn_upright(image: Image.Image) -> None:
-    """Apply the EXIF orientation in place, as phones store pictures sideways.
+def _downscale(image: Image.Image, max_side: int) -> Image.Image:
+    """At most ``max_side``, resampled in a mode that keeps the picture's range.
 
-    The pixels decoded fine, so a malformed EXIF block is not a reason to reject the
-    picture: it is then judged as stored.
+    16-bit integers cannot be resampled as they are (widened to 32-bit first); bi-level
+    and palette pictures would be resampled by nearest neighbour (aliasing), so they
+    become 8-bit first. Every other mode, float included, is resampled as it is.
+    """
+    if max(image.size) <= max_side:
+        return image
+    mode = image.mode
+    if mode.startswith("I;16"):
+        image = image.convert("I")
+    elif mode == "1":
+        image = image.convert("L")
+    elif mode in ("P", "PA"):
+        has_alpha = mode == "PA" or "transparency" in image.info
+        image = image.convert("RGBA" if has_alpha else "RGB")
+    return image.resize(_fit(image.size, max_side), RESAMPLE, reducing_gap=REDUCING_GAP)
+
+
+#: EXIF orientation -> the transpose that turns the stored pixels upright.
+_UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _orientation(image: Image.Image) -> int:
+    """The EXIF orientation phones store pictures with (1: as stored).
+
+    Read from the opened file, as a resized copy has no EXIF. The pixels may still decode
+    fine when the EXIF block is malformed: the picture is then judged as stored.
     """
     try:
-        ImageOps.exif_transpose(image, in_place=True)
-    except (SyntaxError, ValueError, TypeError, KeyError, IndexError, struct.error):
-        return
+        return int(image.getexif().get(ORIENTATION_TAG, 1))
+    except (SyntaxError, ValueError, TypeError, KeyError, IndexError, OSError, struct.error):
+        return 1
+
+
+def _upright(image: Image.Image, orientation: int) -> Image.Image:
+    method = _UPRIGHT.get(orientation)
+    return image if method is None else image.transpose(method)
 
 
 def _fit(size: tuple[int, int], max_side: int) -> tuple[int, int]:
@@ -309,6 +290,8 @@ def _on_white(rgba: Image.Image) -> Image.Image:
 
 def _high_depth_to_8bit(image: Image.Image, mode: str) -> npt.NDArray[np.uint8]:
     """16-bit, 32-bit and float grayscale -> 8-bit, keeping the contrast.
+
+    Runs on the downscaled picture only (float64 copies at 49 MP were 400 MB each).
 
     A plain ``convert`` clips these to 255 and turns most 16-bit photos white. 16-bit data
     (``I;16*``, or ``I`` holding values within 0..65535) is mapped linearly from its full

@@ -38,6 +38,7 @@ class PipelineConfig:
     min_face_px: int = 40
     min_face_ratio: float = 0.35
     num_jitters: int = 1
+    picture_timeout: float = 60.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PipelineConfig:
@@ -49,6 +50,7 @@ class PipelineConfig:
             min_face_px=settings.min_face_px,
             min_face_ratio=settings.min_face_ratio,
             num_jitters=settings.num_jitters,
+            picture_timeout=settings.picture_timeout,
         )
 
     def cache_key(self) -> str:
@@ -56,10 +58,13 @@ class PipelineConfig:
 
         Every field (``min_face_px`` and ``min_face_ratio`` decide whether a photo has one
         face; ``max_pixels`` whether it decodes) and the face stack's identity: an upgrade of
-        face_recognition, dlib or their model files must not reuse stale encodings.
+        face_recognition, dlib or their model files must not reuse stale encodings. Not
+        ``picture_timeout``: a limit on upload workers, it changes no reference.
         """
+        pipeline = asdict(self)
+        del pipeline["picture_timeout"]
         fields = json.dumps(
-            {**asdict(self), "library": library_identity()}, sort_keys=True, default=str
+            {**pipeline, "library": library_identity()}, sort_keys=True, default=str
         )
         return hashlib.sha256(fields.encode()).hexdigest()[:16]
 

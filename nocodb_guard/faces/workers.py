@@ -14,8 +14,16 @@ Memory stays bounded because the sweep keeps a fixed window of rows in flight (i
 
 A worker that dies (out of memory, a segfault in a C decoder on a hostile picture, an
 operator's ``kill``) breaks a ``ProcessPoolExecutor`` for good. Pictures that were in
-that pool fail with ``BrokenProcessPool`` (the sweep defers their rows, untouched), and
-the next :meth:`PoolAnalyzer.submit` builds a fresh pool, so later rows and ticks go on.
+that pool come back as a ``transient_error`` analysis (the policy defers their rows,
+untouched), and the next :meth:`PoolAnalyzer.submit` builds a fresh pool, so later rows
+and ticks go on.
+
+Each picture has a wall-clock limit in its worker (``picture_timeout``): a timer
+(``SIGALRM`` with its default action) ends the worker process when a picture takes
+longer, even inside a C decoder that never returns to Python. So a picture the structural
+limits of :mod:`~nocodb_guard.faces.budgets` missed holds a worker for at most that long;
+its row is deferred (never deleted: a slow machine is no fact about the picture) and the
+worker replaced. In-process analysis (``workers = 0``) has no such net.
 """
 
 from __future__ import annotations
@@ -36,7 +44,7 @@ import structlog
 
 from nocodb_guard.faces.engine import FaceEngine
 from nocodb_guard.faces.see import LazyEngine, PipelineConfig, analyze, make_engine
-from nocodb_guard.models import PictureAnalysis
+from nocodb_guard.models import PictureAnalysis, Reason
 
 log = structlog.get_logger(__name__)
 
@@ -90,13 +98,31 @@ def _init_worker(config: PipelineConfig, engine_factory: EngineFactory) -> None:
     # Ctrl-C reaches the whole process group: the parent finishes the row in hand, then
     # shuts the pool down; a worker must not die under it first (and break the pool).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # The per-picture limit: the default action of SIGALRM ends the process.
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)
     _worker_config = config
     _worker_engine = engine_factory(config)
 
 
 def _analyze_in_worker(data: bytes, name: str, references: References) -> PictureAnalysis:
     assert _worker_engine is not None and _worker_config is not None
-    return analyze(data, name, references, _worker_config, _worker_engine)
+    signal.setitimer(signal.ITIMER_REAL, _worker_config.picture_timeout)
+    try:
+        return analyze(data, name, references, _worker_config, _worker_engine)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def _worker_lost(name: str, config: PipelineConfig) -> PictureAnalysis:
+    """What a picture whose worker died gets: a transient problem, so its row is deferred."""
+    return PictureAnalysis(
+        name=name,
+        problem=Reason.TRANSIENT_ERROR,
+        detail=(
+            f"the face worker stopped (over the {config.picture_timeout:g} s limit per "
+            "picture, out of memory or crashed); the worker was replaced"
+        ),
+    )
 
 
 def _ready() -> int:
@@ -145,9 +171,27 @@ class PoolAnalyzer:
         with self._lock:
             executor = self._executor
         try:
-            return executor.submit(_analyze_in_worker, data, name, references)
+            inner = executor.submit(_analyze_in_worker, data, name, references)
         except BrokenProcessPool:
-            return self._restart(executor).submit(_analyze_in_worker, data, name, references)
+            inner = self._restart(executor).submit(_analyze_in_worker, data, name, references)
+        return self._settled(inner, name)
+
+    def _settled(self, inner: Future[PictureAnalysis], name: str) -> Future[PictureAnalysis]:
+        """``inner``'s result, with a dead worker turned into a transient analysis."""
+        outer: Future[PictureAnalysis] = Future()
+
+        def relay(done: Future[PictureAnalysis]) -> None:
+            if done.cancelled():
+                outer.cancel()
+            elif isinstance(done.exception(), BrokenProcessPool):
+                outer.set_result(_worker_lost(name, self._config))
+            elif (error := done.exception()) is not None:
+                outer.set_exception(error)
+            else:
+                outer.set_result(done.result())
+
+        inner.add_done_callback(relay)
+        return outer
 
     def restart(self) -> None:
         """A fresh pool in place of the current one (unless another thread just replaced it)."""

@@ -26,6 +26,7 @@ from nocodb_guard import attachments
 from nocodb_guard.errors import (
     AttachmentMissing,
     AttachmentNotFound,
+    AttachmentRefused,
     ConfigError,
     FileNotOnNocoDB,
     NocoDBRequestError,
@@ -223,6 +224,11 @@ class NocoDBClient:
             return self._fetch(fresh)
         except AttachmentNotFound as exc:
             second_status = exc.status
+        if second_status in (401, 403):
+            raise AttachmentRefused(
+                f"row {row_id}: a file answers HTTP {second_status} even with a freshly signed "
+                "link: access refused (by a proxy or a storage policy?), not a missing file"
+            )
         raise FileNotOnNocoDB(
             f"row {row_id}: a file answers HTTP {second_status} even with a freshly signed "
             "link: it is missing on NocoDB's side (check NocoDB's upload storage)"

@@ -52,7 +52,9 @@ FAULT_KINDS = (
     "daemon SIGKILLed mid-sweep and restarted",
     "download answering 500", "download connection dropped", "download body cut",
     "download slower than the read timeout", "download redirected to 127.0.0.1",
-    "download over the byte cap", "API slower than the read timeout",
+    "download over the byte cap", "download answering 200 with an HTML error page",
+    "download answering 200 with a JSON error", "download answering 401",
+    "download answering 403", "API slower than the read timeout",
     "API 429 with Retry-After", "API 503 beyond budget",
     "DELETE answering 500", "row edited between listing and acting",
     "row deleted between listing and acting", "signed link expired", "attachment file gone",
@@ -212,6 +214,61 @@ def test_downloads_failing_with_500_drops_cut_bodies_or_slowness_defer_rows_then
 
     assert code == 0, report["summary"]
     assert all(row_state(server, row_id) == "deleted" for row_id in [*faulty, redirected])
+
+
+CDN_ERROR_PAGE = b"<!DOCTYPE html><html><body><h1>502 Bad Gateway</h1>cloudfront</body></html>"
+
+
+def test_a_proxy_answering_200_with_an_error_page_defers_rows_it_never_deletes_them(
+    clean_table: DevServer, proxy: FaultProxy, references: Path, state_dir: Path
+) -> None:
+    """A CDN in front of NocoDB answers 200 with its own HTML or JSON page for attachments:
+    those bytes are not the upload, so no verdict (not even not_an_image) is drawn."""
+    server = clean_table
+    html = {submit(server, upload, name=f"cdnhtml-{upload.name}"): upload for upload in MIX}
+    json = {submit(server, upload, name=f"cdnjson-{upload.name}"): upload for upload in MIX}
+    proxy.add(Fault("status", path="/dltemp/.*cdnhtml", status=200, payload=CDN_ERROR_PAGE,
+                    content_type="text/html; charset=utf-8"))
+    proxy.add(Fault("status", path="/dltemp/.*cdnjson", status=200,
+                    payload=b'{"msg":"Internal error"}', content_type="application/json"))
+    env = guard_env(server, state_dir, references, nocodb_url=proxy.url)
+
+    code, report = sweep_json(server, env)
+
+    outcomes = by_row(report)
+    assert code == 1, report["summary"]
+    for row_id in [*html, *json]:
+        assert (outcomes[row_id]["verdict"], outcomes[row_id]["reason"]) == (
+            "deferred", "transient_error"), outcomes[row_id]
+        assert "not the uploaded file" in outcomes[row_id]["explanation"]
+        assert row_state(server, row_id) == "pending"
+
+    proxy.clear()
+    sweep_json(server, env)
+
+    assert_decided_as_a_clean_run(server, {**html, **json})
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_an_attachment_answering_401_or_403_is_deferred_as_refused_not_missing(
+    status: int, clean_table: DevServer, proxy: FaultProxy, references: Path, state_dir: Path
+) -> None:
+    """Access refused (a proxy's auth, a storage policy) is not "missing on NocoDB's side"."""
+    server = clean_table
+    row_id = submit(server, TEXT, name="refused.jpg")
+    proxy.add(Fault("status", path="/dltemp/.*refused", status=status))
+    env = guard_env(server, state_dir, references, nocodb_url=proxy.url)
+
+    code, report = sweep_json(server, env)
+
+    outcome = by_row(report)[row_id]
+    assert code == 1, report["summary"]
+    assert (outcome["verdict"], outcome["reason"]) == ("deferred", "transient_error")
+    assert f"HTTP {status}" in outcome["explanation"]
+    assert "access refused" in outcome["explanation"]
+    assert "missing on NocoDB's side" not in outcome["explanation"]
+    assert len(proxy.requests("/dltemp/.*refused")) == 2  # refreshed once, as for a 404
+    assert row_state(server, row_id) == "pending"
 
 
 def noise_png() -> bytes:

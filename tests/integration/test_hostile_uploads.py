@@ -140,7 +140,7 @@ HOSTILE = [
     Hostile("fully transparent PNG", EILEEN,
             one("a.png", lambda: samples.with_transparent_alpha(astronaut())), "rejected",
             "no_face"),
-    Hostile("animated GIF", EILEEN, one("anim.gif", samples.animated_gif), "rejected", "no_face"),
+    Hostile("animated GIF", EILEEN, one("anim.gif", samples.animated_gif), "rejected", "animated"),
     Hostile("HEIC", EILEEN, one("photo.heic", heic_or_skip), "approved", "match"),
     *(
         Hostile(f"EXIF-rotated photo (orientation {o})", EILEEN, one(f"exif{o}.jpg", rotated(o)),

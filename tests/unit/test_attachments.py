@@ -67,7 +67,9 @@ def free_port() -> int:
 def test_a_file_on_the_nocodb_origin_is_downloaded_even_on_loopback(
     httpserver: HTTPServer, session: requests.Session
 ) -> None:
-    httpserver.expect_request("/dltemp/x/1/face.jpg").respond_with_data(b"\xff\xd8picture")
+    httpserver.expect_request("/dltemp/x/1/face.jpg").respond_with_data(
+        b"\xff\xd8picture", content_type="image/jpeg"
+    )
     url = httpserver.url_for("/dltemp/x/1/face.jpg")
     assert get(session, url, origin_of(httpserver.url_for("/"))) == b"\xff\xd8picture"
 
@@ -110,9 +112,16 @@ def test_credentials_and_parser_tricks_are_not_allowed(url: str) -> None:
         check_url(url, allowed_origins={"http://127.0.0.1:8080"})
 
 
-def test_the_origin_comparison_normalises_case_default_port_and_trailing_dot() -> None:
-    origin = check_url("HTTP://LocalHost.:80/x", allowed_origins={"http://localhost"})
+def test_the_origin_comparison_normalises_case_and_default_port() -> None:
+    origin = check_url("HTTP://LocalHost:80/x", allowed_origins={"http://localhost"})
     assert str(origin) == "http://localhost:80"
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1.:8080/x", "http://LocalHost.:8080/x"])
+def test_a_trailing_dot_host_is_not_the_origin(url: str) -> None:
+    # "127.0.0.1." is a DNS name, not the address: the resolver decides where it leads.
+    with pytest.raises(UrlNotAllowed, match="ends with a dot"):
+        check_url(url, allowed_origins={"http://127.0.0.1:8080", "http://localhost:8080"})
 
 
 @pytest.mark.parametrize("address", ["127.0.0.1", "10.1.2.3", "192.168.0.5", "169.254.169.254"])
@@ -141,7 +150,9 @@ def test_an_allowed_host_that_really_resolves_to_loopback_is_not_allowed(
 
 
 def test_an_allowed_host_is_fetched(httpserver: HTTPServer, session: requests.Session) -> None:
-    httpserver.expect_request("/bucket/face.jpg").respond_with_data(b"from storage")
+    httpserver.expect_request("/bucket/face.jpg").respond_with_data(
+        b"from storage", content_type="image/jpeg"
+    )
     data = get(
         session,
         f"http://localhost:{httpserver.port}/bucket/face.jpg",
@@ -261,12 +272,56 @@ def test_a_body_shorter_than_its_content_length_is_a_transient_failure(
         get(session, httpserver.url_for("/cut"), origin_of(httpserver.url_for("/")), read_timeout=1)
 
 
-def test_the_uploaders_size_claim_does_not_decide_anything(
+def test_bytes_matching_the_cells_size_are_the_upload_whatever_they_look_like(
     httpserver: HTTPServer, session: requests.Session
 ) -> None:
-    httpserver.expect_request("/f").respond_with_data(b"12345")
+    page = b"<html><body>an uploaded HTML file</body></html>"
+    httpserver.expect_request("/f").respond_with_data(page, content_type="text/html")
     url = httpserver.url_for("/f")
-    assert get(session, url, origin_of(url), expected_size=999) == b"12345"
+    assert get(session, url, origin_of(url), expected_size=len(page)) == page
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b"<!DOCTYPE html><html><body>502 Bad Gateway</body></html>", "text/html"),
+        (b'{"error": "upstream timed out"}', "application/json"),
+        (b"\xff\xd8\xff\xe0 the first bytes of a jpeg only", "image/jpeg"),
+    ],
+)
+def test_a_body_whose_size_differs_from_the_cell_is_a_transient_failure(
+    body: bytes, content_type: str, httpserver: HTTPServer, session: requests.Session
+) -> None:
+    httpserver.expect_request("/f").respond_with_data(body, content_type=content_type)
+    url = httpserver.url_for("/f")
+    with pytest.raises(DownloadFailed, match="where the cell says 38015: not the uploaded file"):
+        get(session, url, origin_of(url), expected_size=38015)
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b"<html><body>Service unavailable</body></html>", "application/octet-stream"),
+        (b"  {\"message\": \"rate limited\"}", ""),
+        (b"\xff\xd8\xff\xe0 served as text", "text/plain; charset=utf-8"),
+        (b"GIF89a served as an error", "application/problem+json"),
+    ],
+)
+def test_without_a_size_in_the_cell_an_html_or_json_answer_is_a_transient_failure(
+    body: bytes, content_type: str, httpserver: HTTPServer, session: requests.Session
+) -> None:
+    httpserver.expect_request("/f").respond_with_data(body, content_type=content_type)
+    url = httpserver.url_for("/f")
+    with pytest.raises(DownloadFailed, match="not a picture, and the cell gives no size"):
+        get(session, url, origin_of(url))
+
+
+def test_without_a_size_in_the_cell_other_bytes_are_judged(
+    httpserver: HTTPServer, session: requests.Session
+) -> None:
+    httpserver.expect_request("/f").respond_with_data(b"%PDF-1.4", content_type="image/jpeg")
+    url = httpserver.url_for("/f")
+    assert get(session, url, origin_of(url)) == b"%PDF-1.4"
 
 
 # --- time limits -------------------------------------------------------------------------------
@@ -353,3 +408,19 @@ def test_download_errors_never_carry_the_signed_path(
 def test_describe_request_error_names_the_failure_not_the_url() -> None:
     error = requests.ConnectionError(f"Max retries exceeded with url: /dltemp/{SIGNED_TOKEN}")
     assert attachments.describe_request_error(error) == "connection error"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"http://{'a' * 200_000}.example/x.jpg",
+        f"{'x' * 200_000}://127.0.0.1/x.jpg",
+    ],
+)
+def test_a_200_kb_host_or_scheme_is_cut_short_in_every_message(url: str) -> None:
+    with pytest.raises(UrlNotAllowed) as caught:
+        check_url(url, allowed_origins={"http://127.0.0.1:8080"})
+
+    assert len(str(caught.value)) < 300
+    assert "chars)" in str(caught.value)
+    assert len(url_ref(url)) < 200

@@ -20,7 +20,7 @@ from PIL import Image, ImageFile, ImageOps, JpegImagePlugin
 
 from nocodb_guard import samples
 from nocodb_guard.errors import BadPicture
-from nocodb_guard.faces import images
+from nocodb_guard.faces import formats, images
 from nocodb_guard.faces.images import DecodedImage, decode
 from nocodb_guard.models import Reason
 
@@ -151,7 +151,7 @@ def test_output_is_c_contiguous_uint8_rgb(grace: bytes) -> None:
 def test_the_format_comes_from_the_bytes_not_the_name(astronaut: bytes) -> None:
     # decode() takes no name or mimetype at all: a PNG uploaded as "photo.jpg" is a PNG.
     assert decode_default(astronaut).format == "PNG"
-    assert images.sniff(astronaut) == "PNG"
+    assert formats.sniff(astronaut) == "PNG"
 
 
 @pytest.mark.parametrize(
@@ -547,10 +547,16 @@ def test_an_8000px_jpeg_decodes_in_under_a_second_via_draft(
     assert correlation(decoded.rgb, np.asarray(expected, dtype=np.uint8)) > 0.97
 
 
-def test_an_animated_gif_is_judged_on_its_first_frame() -> None:
-    rgb = decode_default(samples.animated_gif()).rgb
+def test_a_100mp_jpeg_is_judged_because_its_decoded_bytes_are_counted_after_the_draft() -> None:
+    # 300 MB at full size, over the decoded-bytes budget; libjpeg decodes it at 1/8 scale.
+    decoded = decode(samples.huge_jpeg(10_000), max_pixels=120_000_000, max_side=MAX_SIDE)
 
-    assert rgb.reshape(-1, 3).mean(axis=0).round().tolist() == [255, 0, 0]
+    assert decoded.original_size == (10_000, 10_000)
+    assert decoded.analysed_size == (1024, 1024)
+
+
+def test_an_animated_gif_is_refused_as_animated_not_judged_on_its_first_frame() -> None:
+    assert rejection(samples.animated_gif()).reason == "animated"
 
 
 def test_a_multipage_tiff_is_judged_on_its_first_page() -> None:

@@ -88,6 +88,10 @@ def closed_port_url() -> str:
     return f"http://127.0.0.1:{port}"
 
 
+#: A file of the size :func:`record` gives its attachment (678 bytes).
+FRESH = b"\xff\xd8fresh" + b"." * 671
+
+
 def record(row_id: int, signed: str | None = None, politician: str = "Jane Doe") -> dict[str, Any]:
     photo = None
     if signed is not None:
@@ -386,9 +390,9 @@ def test_an_expired_signed_path_is_refreshed_by_rereading_the_row(
     old, new = "dltemp/OLDTOKEN/1/2026/face_7.jpg", "dltemp/NEWTOKEN/2/2026/face_7.jpg"
     httpserver.expect_request(f"/{old}").respond_with_data("", status=404)
     httpserver.expect_request(f"{RECORDS}/7").respond_with_json(record(7, signed=new))
-    httpserver.expect_request(f"/{new}").respond_with_data(b"\xff\xd8fresh")
+    httpserver.expect_request(f"/{new}").respond_with_data(FRESH)
     listed = parse_attachments(record(7, signed=old)["Photo"])
-    assert client_for().download(listed[0], 7) == b"\xff\xd8fresh"
+    assert client_for().download(listed[0], 7) == FRESH
     paths = [req.path for req, _ in httpserver.log]
     assert paths == [f"/{old}", f"{RECORDS}/7", f"/{new}"]
 
@@ -419,7 +423,9 @@ def test_a_row_deleted_before_the_refresh_is_row_gone(
 
 
 def test_downloads_never_carry_the_token(httpserver: HTTPServer, client_for: Any) -> None:
-    httpserver.expect_request("/dltemp/a/1/f.jpg").respond_with_data(b"bytes")
+    httpserver.expect_request("/dltemp/a/1/f.jpg").respond_with_data(
+        b"bytes", content_type="image/jpeg"
+    )
     att = Attachment(title="f.jpg", signed_path="dltemp/a/1/f.jpg")
     assert client_for().download(att, 1) == b"bytes"
     request = httpserver.log[0][0]

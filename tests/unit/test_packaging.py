@@ -25,7 +25,8 @@ from pathlib import Path
 import pytest
 
 from nocodb_guard.cli import build_parser
-from nocodb_guard.settings import DEFAULT_SECRET_DIRS, TOKEN_FILE_NAMES, Settings, load_settings
+from nocodb_guard.secretfiles import DEFAULT_SECRET_DIRS, TOKEN_FILE_NAMES
+from nocodb_guard.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "config" / "nocodb-guard.service"

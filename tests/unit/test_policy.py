@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from nocodb_guard.models import FaceBox, PictureAnalysis, PictureProblem, Reason, Verdict
+from nocodb_guard.models import (
+    FaceBox,
+    PictureAnalysis,
+    PictureFailure,
+    PictureProblem,
+    Reason,
+    Verdict,
+)
 from nocodb_guard.policy import RowEvidence, decide
 
 FACE = FaceBox(top=10, right=110, bottom=110, left=10)
@@ -12,8 +19,12 @@ OTHER_FACE = FaceBox(top=10, right=310, bottom=110, left=210)
 BAND = (0.55, 0.65)
 
 
-def pic(faces: int = 1, distance: float | None = 0.4, problem: PictureProblem | None = None,
-        ignored: int = 0) -> PictureAnalysis:
+def pic(
+    faces: int = 1,
+    distance: float | None = 0.4,
+    problem: PictureProblem | PictureFailure | None = None,
+    ignored: int = 0,
+) -> PictureAnalysis:
     boxes = (FACE, OTHER_FACE, OTHER_FACE)[:faces]
     distances = (distance,) if distance is not None and faces == 1 else ()
     return PictureAnalysis(name="p.jpg", problem=problem, faces=boxes, ignored_faces=ignored,
@@ -70,6 +81,17 @@ CASES = [
      Verdict.REJECTED, Reason.NO_FACE),
     ("a URL outside the allow-list defers the row, never deletes",
      evidence(count=1, failure=Reason.URL_NOT_ALLOWED), Verdict.DEFERRED, Reason.URL_NOT_ALLOWED),
+    ("an animation is rejected with animated",
+     evidence(pic(faces=0, problem=Reason.ANIMATED)), Verdict.REJECTED, Reason.ANIMATED),
+    ("a picture whose worker died (or hit the time limit) defers the row",
+     evidence(pic(faces=0, problem=Reason.TRANSIENT_ERROR)),
+     Verdict.DEFERRED, Reason.TRANSIENT_ERROR),
+    ("a matching picture next to one whose worker died still defers the row",
+     evidence(pic(), pic(faces=0, problem=Reason.TRANSIENT_ERROR)),
+     Verdict.DEFERRED, Reason.TRANSIENT_ERROR),
+    ("a definitive bad picture rejects even when another one's worker died",
+     evidence(pic(faces=0, problem=Reason.TRANSIENT_ERROR), pic(faces=2)),
+     Verdict.REJECTED, Reason.MULTIPLE_FACES),
     ("a missing analysis defers the row", evidence(pic(), count=2),
      Verdict.DEFERRED, Reason.TRANSIENT_ERROR),
     ("one face without distances (empty references) is deferred",

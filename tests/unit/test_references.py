@@ -326,6 +326,10 @@ def test_changing_any_pipeline_setting_changes_the_reference_cache_key(
     assert PipelineConfig(**change).cache_key() != PipelineConfig().cache_key()  # type: ignore[arg-type]
 
 
+def test_the_time_limit_per_upload_keeps_the_reference_cache() -> None:
+    assert PipelineConfig(picture_timeout=5).cache_key() == PipelineConfig().cache_key()
+
+
 @pytest.mark.parametrize(
     "upgraded",
     [

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from nocodb_guard import cli, settings
+from nocodb_guard import cli, secretfiles, settings
 from nocodb_guard.errors import ConfigError
 from nocodb_guard.settings import Settings, load_settings
 
@@ -23,7 +23,7 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith(settings.ENV_PREFIX) or name == "CREDENTIALS_DIRECTORY":
             monkeypatch.delenv(name)
-    monkeypatch.setattr(settings, "DEFAULT_SECRET_DIRS", ())
+    monkeypatch.setattr(secretfiles, "DEFAULT_SECRET_DIRS", ())
 
 
 def write(path: Path, text: str) -> Path:
@@ -230,6 +230,85 @@ def test_the_workers_flag_reaches_the_settings_the_cli_builds(
     args = cli.build_parser().parse_args(["sweep", "--workers", "0"])
 
     assert cli._settings(args).workers == 0
+
+
+def test_a_token_file_with_two_lines_names_the_file_and_the_setting_not_the_value(
+    tmp_path: Path,
+) -> None:
+    token_file = write(tmp_path / "nocodb_token", f"{TOKEN}\nnew-{TOKEN}\n")
+
+    with pytest.raises(ConfigError) as caught:
+        load_settings(secrets_dir=tmp_path)
+
+    assert str(caught.value) == (
+        f"nocodb_token (secret file {token_file}): holds 2 lines, a secret is one line "
+        "(replace the old one, do not append)"
+    )
+
+
+@pytest.mark.parametrize("bad", [f"{TOKEN} x", f"{TOKEN}\x7f", f"{TOKEN}é", f"a\n{TOKEN}"])
+def test_a_secret_with_whitespace_or_control_characters_inside_is_refused(
+    bad: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NOCODB_GUARD_WEBHOOK_SECRET", bad)
+
+    named = r"webhook_secret \(NOCODB_GUARD_WEBHOOK_SECRET\)"
+    with pytest.raises(ConfigError, match=named) as caught:
+        load_settings()
+
+    assert "do-not-print" not in str(caught.value)
+
+
+def test_surrounding_whitespace_of_a_secret_is_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NOCODB_GUARD_NOCODB_TOKEN", f"  {TOKEN}\n")
+
+    assert load_settings().token() == TOKEN
+
+
+def test_credentials_in_nocodb_url_are_refused_naming_the_setting_not_the_password() -> None:
+    with pytest.raises(ConfigError, match=r"nocodb_url \(NOCODB_GUARD_NOCODB_URL\)") as caught:
+        load_settings(nocodb_url="http://admin:hunter2@127.0.0.1:8080")
+
+    assert "user:password@" in str(caught.value)
+    assert "hunter2" not in str(caught.value)
+
+
+def test_a_trailing_dot_host_in_nocodb_url_is_refused() -> None:
+    with pytest.raises(ConfigError, match="must not end with a dot"):
+        load_settings(nocodb_url="http://127.0.0.1.:8080")
+
+
+@pytest.mark.parametrize(
+    ("label", "folder"),
+    [
+        ("Κυριάκος Μητσοτάκης", "κυριάκος_μητσοτάκης"),
+        ("Владимир Зеленский", "владимир_зеленский"),
+        ("José Müller", "jose_muller"),
+        ("Jane Doe", "jane_doe"),
+    ],
+)
+def test_labels_in_any_script_get_their_own_reference_folder(label: str, folder: str) -> None:
+    loaded = load_settings()
+
+    assert loaded.reference_folder(label) == loaded.reference_dir / folder
+
+
+def test_a_label_without_letters_never_maps_to_the_reference_root() -> None:
+    loaded = load_settings()
+    folders = {loaded.reference_folder(label) for label in ("🙂", "★★", "...")}
+
+    assert loaded.reference_dir not in folders
+    assert len(folders) == 3
+
+
+@pytest.mark.parametrize("folder", ["", ".", "..", "../other", "a/b"])
+def test_a_configured_folder_not_one_folder_inside_the_root_is_refused_naming_the_politician(
+    folder: str,
+) -> None:
+    with pytest.raises(ConfigError, match=r"politicians\.Κυριάκος Μητσοτάκης\.folder") as caught:
+        load_settings(politicians={"Κυριάκος Μητσοτάκης": {"folder": folder}})
+
+    assert "one folder name inside reference_dir" in str(caught.value)
 
 
 def test_a_review_band_is_off_by_default_and_set_globally_or_per_politician(

@@ -20,7 +20,7 @@ from nocodb_guard import samples
 from nocodb_guard.faces.engine import Detection
 from nocodb_guard.faces.see import PipelineConfig
 from nocodb_guard.faces.workers import InlineAnalyzer, PoolAnalyzer, make_analyzer
-from nocodb_guard.models import FaceBox, PictureAnalysis
+from nocodb_guard.models import FaceBox, PictureAnalysis, Reason
 
 DEADLINE_S = 60.0
 
@@ -139,8 +139,8 @@ def test_a_killed_worker_is_replaced_and_later_pictures_are_analysed() -> None:
         pool.close()
 
 
-def test_a_picture_in_flight_when_its_worker_dies_fails_rather_than_getting_a_verdict() -> None:
-    """The sweep turns this exception into a deferred row: nothing is deleted on a crash."""
+def test_a_picture_in_flight_when_its_worker_dies_is_a_transient_problem_not_a_verdict() -> None:
+    """The policy defers a row with a transient picture: nothing is deleted on a crash."""
     pool = PoolAnalyzer(PipelineConfig(), 1, engine_factory=slow_engine)
     try:
         pool.wait_ready(timeout=DEADLINE_S)
@@ -148,12 +148,35 @@ def test_a_picture_in_flight_when_its_worker_dies_fails_rather_than_getting_a_ve
         future = pool.submit(SLOW_PICTURE, "picture 1", REFERENCES)
         time.sleep(0.5)  # the worker is inside detect()
         os.kill(pid, signal.SIGKILL)
-        with pytest.raises(BrokenProcessPool):
-            future.result(timeout=DEADLINE_S)
+        lost = future.result(timeout=DEADLINE_S)
+        assert (lost.problem, lost.faces) == (Reason.TRANSIENT_ERROR, ())
+        assert "the face worker stopped" in lost.detail
         wait_for(lambda: not _alive(pid), timeout=10)
         later = pool.submit(PICTURE, "picture 1", REFERENCES)
         assert pool.restarts == 1
         assert len(later.result(timeout=DEADLINE_S).faces) == 1
+    finally:
+        pool.close()
+
+
+def test_a_picture_over_the_time_limit_ends_its_worker_and_later_pictures_go_on() -> None:
+    """The wall-clock net: the worker is ended even inside a call that never yields."""
+    config = PipelineConfig(picture_timeout=1.0)
+    pool = PoolAnalyzer(config, 1, engine_factory=slow_engine)
+    try:
+        pool.wait_ready(timeout=DEADLINE_S)
+        (pid,) = pool.worker_pids()
+        started = time.monotonic()
+        slow = pool.submit(SLOW_PICTURE, "picture 1", REFERENCES).result(timeout=DEADLINE_S)
+        waited = time.monotonic() - started
+
+        assert slow.problem == Reason.TRANSIENT_ERROR
+        assert "over the 1 s limit per picture" in slow.detail
+        assert waited < 5  # not the 10 s the picture would have taken
+        wait_for(lambda: not _alive(pid), timeout=10)
+        later = pool.submit(PICTURE, "picture 2", REFERENCES).result(timeout=DEADLINE_S)
+        assert len(later.faces) == 1
+        assert pool.restarts == 1
     finally:
         pool.close()
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nocodb_guard.settings import slugify
+from nocodb_guard.labels import slugify
 from nocodb_guard.trust.evaluate.diagnosis import Encoding
 from nocodb_guard.trust.evaluate.encoder import EncodePhoto
 from nocodb_guard.trust.evaluate.photos import LabelledPhoto, Target
