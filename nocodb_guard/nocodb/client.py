@@ -26,9 +26,7 @@ from nocodb_guard import attachments
 from nocodb_guard.errors import (
     AttachmentMissing,
     AttachmentNotFound,
-    AttachmentRefused,
     ConfigError,
-    FileNotOnNocoDB,
     NocoDBRequestError,
     RowGone,
     UrlNotAllowed,
@@ -41,12 +39,14 @@ from nocodb_guard.nocodb.records import (
     parse_attachments,
     parse_row,
 )
+from nocodb_guard.nocodb.responses import refreshed_link_failure
 from nocodb_guard.nocodb.schema import TableSchema, check_field_names, parse_schema
 from nocodb_guard.nocodb.transport import RequestObserver, Transport
 from nocodb_guard.nocodb.views import View, ViewKind, column_id, parse_views, shows_only
 from nocodb_guard.settings import Settings
 
 log = structlog.get_logger(__name__)
+
 
 class NocoDBClient:
     """One NocoDB table through the v2 API; see the module docstring for the facts it relies on."""
@@ -224,15 +224,7 @@ class NocoDBClient:
             return self._fetch(fresh)
         except AttachmentNotFound as exc:
             second_status = exc.status
-        if second_status in (401, 403):
-            raise AttachmentRefused(
-                f"row {row_id}: a file answers HTTP {second_status} even with a freshly signed "
-                "link: access refused (by a proxy or a storage policy?), not a missing file"
-            )
-        raise FileNotOnNocoDB(
-            f"row {row_id}: a file answers HTTP {second_status} even with a freshly signed "
-            "link: it is missing on NocoDB's side (check NocoDB's upload storage)"
-        )
+        raise refreshed_link_failure(row_id, second_status)
 
     def _fetch(self, attachment: Attachment) -> bytes:
         return self._transport.download(self.attachment_url(attachment), attachment.size)
@@ -401,4 +393,3 @@ def _where_value(value: str) -> str:
     if any(char in value for char in "(),~"):
         raise ConfigError(f"status value {value!r} may not contain ( ) , or ~")
     return value
-

@@ -12,6 +12,9 @@ from typing import Any
 import requests
 
 from nocodb_guard.errors import (
+    AttachmentRefused,
+    DownloadFailed,
+    FileNotOnNocoDB,
     NocoDBAuthError,
     NocoDBRequestError,
     NocoDBUnavailable,
@@ -84,3 +87,19 @@ def _error_info(response: requests.Response) -> tuple[str, str]:
 def _clean(text: str, limit: int = 300) -> str:
     printable = "".join(ch if ch.isprintable() else " " for ch in text).strip()
     return printable[:limit]
+
+
+def refreshed_link_failure(row_id: int, status: int) -> DownloadFailed:
+    """What a file answering ``status`` even with a freshly signed link means.
+
+    401/403 is access refused (a proxy or a storage policy: the file may well exist); any
+    other answer is a file missing on NocoDB's side. Neither is the uploader's doing.
+    """
+    where = f"row {row_id}: a file answers HTTP {status} even with a freshly signed link"
+    if status in (401, 403):
+        return AttachmentRefused(
+            f"{where}: access refused (by a proxy or a storage policy?), not a missing file"
+        )
+    return FileNotOnNocoDB(
+        f"{where}: it is missing on NocoDB's side (check NocoDB's upload storage)"
+    )
