@@ -36,6 +36,7 @@ from nocodb_guard.nocodb.pacing import Budget, PacingTotals
 from nocodb_guard.nocodb.records import (
     ID_FIELD,
     find_same_attachment,
+    linked_url,
     parse_attachments,
     parse_row,
 )
@@ -183,7 +184,7 @@ class NocoDBClient:
 
     # --- attachments ---------------------------------------------------------------------
     def attachment_url(self, attachment: Attachment) -> str:
-        """Where to fetch it: ``signedPath`` on the NocoDB origin, else ``signedUrl``/``url``.
+        """Where to fetch it: ``signedPath`` on the NocoDB origin, else the cell's URL.
 
         ``path`` is never used: it fails under ``NC_SECURE_ATTACHMENTS``. The result has
         passed the origin/allow-list check (the DNS half runs in :func:`attachments.fetch`).
@@ -191,7 +192,7 @@ class NocoDBClient:
         if attachment.signed_path:
             url = f"{self._transport.base}/{attachment.signed_path.lstrip('/')}"
         elif attachment.signed_url or attachment.url:
-            url = attachment.signed_url or attachment.url or ""
+            url = linked_url(attachment) or ""
         else:
             raise UrlNotAllowed(
                 "attachment has no signedPath or url (path alone is not used: it fails "

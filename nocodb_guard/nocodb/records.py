@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from nocodb_guard.models import Attachment, Row
 from nocodb_guard.settings import Settings
@@ -93,6 +94,33 @@ def find_same_attachment(att: Attachment, candidates: tuple[Attachment, ...]) ->
             if key(candidate) == wanted:
                 return candidate
     return None
+
+
+def linked_url(att: Attachment) -> str | None:
+    """The URL a URL-type cell (S3, or written over the API) is fetched from: its own.
+
+    NocoDB's ``signedUrl`` is used only when it signs that same file (same scheme, host,
+    port and path; S3 adds its signature as a query). NocoDB 0.301.3 signs URL cells
+    through a cache keyed by the URL's *path*: cells with different hosts and the same
+    path all got the first one's ``signedUrl``, so trusting it would judge another cell's
+    bytes (or fetch a host the cell never named).
+    """
+    if att.url and att.signed_url and _same_file(att.url, att.signed_url):
+        return att.signed_url
+    return att.url or att.signed_url
+
+
+def _same_file(first: str, second: str) -> bool:
+    """Same scheme, network location and (percent-decoded) path; the query may differ."""
+    try:
+        a, b = urlsplit(first), urlsplit(second)
+    except ValueError:
+        return False
+    return (a.scheme.lower(), a.netloc.lower(), unquote(a.path)) == (
+        b.scheme.lower(),
+        b.netloc.lower(),
+        unquote(b.path),
+    )
 
 
 def _int_or_none(value: Any) -> int | None:

@@ -165,19 +165,25 @@ def listener() -> Iterator[Listener]:
         yield running
 
 
-def foreign_cells(port: int) -> dict[str, list[dict[str, Any]]]:
-    """Attachment cells an attacker with API access (or a future bug) could write."""
+def foreign_cells(port: int) -> dict[str, tuple[list[dict[str, Any]], str]]:
+    """Attachment cells an attacker with API access (or a future bug) could write, each with
+    what the explanation must name: the cell's own host or scheme.
+
+    Every URL has its own path: NocoDB 0.301.3 signs URL cells through a cache keyed by the
+    path, so cells sharing one would all reach the guard as the first one's link.
+    """
     def cell(url: str) -> list[dict[str, Any]]:
         return [{"url": url, "title": "x.jpg", "mimetype": "image/jpeg", "size": 1000}]
 
     return {
-        "url on 127.0.0.1": cell(f"http://127.0.0.1:{port}/x.jpg"),
-        "url on localhost": cell(f"http://localhost:{port}/x.jpg"),
-        "private address": cell("http://10.1.2.3/x.jpg"),
-        "cloud metadata address": cell("http://169.254.169.254/latest/meta-data/"),
-        "file scheme": cell("file:///etc/passwd"),
-        "ftp scheme": cell(f"ftp://127.0.0.1:{port}/x.jpg"),
-        "credentials in URL": cell(f"http://user:pw@127.0.0.1:{port}/x.jpg"),
+        "url on 127.0.0.1": (cell(f"http://127.0.0.1:{port}/a.jpg"), f"127.0.0.1:{port}"),
+        "url on localhost": (cell(f"http://localhost:{port}/b.jpg"), f"localhost:{port}"),
+        "private address": (cell("http://10.1.2.3/c.jpg"), "10.1.2.3"),
+        "cloud metadata address": (
+            cell("http://169.254.169.254/latest/meta-data/d"), "169.254.169.254"),
+        "file scheme": (cell("file:///etc/e/passwd"), "'file'"),
+        "ftp scheme": (cell(f"ftp://127.0.0.1:{port}/f.jpg"), "'ftp'"),
+        "credentials in URL": (cell(f"http://user:pw@127.0.0.1:{port}/g.jpg"), "credentials"),
     }
 
 
@@ -198,9 +204,10 @@ def test_every_hostile_upload_gets_its_reason_within_memory_and_time_caps_and_th
     clean_table: DevServer, listener: Listener, tmp_path: Path
 ) -> None:
     rows = submit_hostile(clean_table)
+    cells = foreign_cells(listener.port)
     foreign = {
         clean_table.insert([{"Politician": GRACE, "Photo": cell}])[0]: label
-        for label, cell in foreign_cells(listener.port).items()
+        for label, (cell, _) in cells.items()
     }
     env = guard_env(clean_table, tmp_path / "state", install_references(tmp_path / "refs"),
                     workers="1")
@@ -226,6 +233,7 @@ def test_every_hostile_upload_gets_its_reason_within_memory_and_time_caps_and_th
     for row_id, label in foreign.items():
         assert (decided[row_id]["verdict"], decided[row_id]["reason"]) == (
             "deferred", "url_not_allowed"), label
+        assert cells[label][1] in decided[row_id]["explanation"], (label, decided[row_id])
         assert row_state(clean_table, row_id) == "pending", label
     assert listener.connections == 0
     assert decided[int(after)]["verdict"] == "approved"

@@ -463,6 +463,24 @@ def test_a_storage_url_must_be_on_an_allowed_host(client_for: Any) -> None:
         allowed.attachment_url(other)
 
 
+def test_a_signed_url_is_used_only_when_it_signs_the_cells_own_file(client_for: Any) -> None:
+    allowed = client_for(allowed_hosts="bucket.s3.example.com")
+    s3 = Attachment(
+        title="f.jpg",
+        url="https://bucket.s3.example.com/nc/uploads/f%20a.jpg",
+        signed_url="https://bucket.s3.example.com/nc/uploads/f%20a.jpg?X-Amz-Signature=sig",
+    )
+    assert allowed.attachment_url(s3) == s3.signed_url
+    # NocoDB 0.301.3 hands cells with the same path another cell's signedUrl:
+    crossed = Attachment(
+        title="x.jpg",
+        url="http://10.1.2.3/x.jpg",
+        signed_url="https://bucket.s3.example.com/x.jpg?X-Amz-Signature=sig",
+    )
+    with pytest.raises(UrlNotAllowed, match=r"10\.1\.2\.3"):
+        allowed.attachment_url(crossed)
+
+
 def test_attachment_cells_in_every_shape_are_read_without_crashing() -> None:
     entry = {"title": "a.jpg", "signedPath": "dltemp/x", "size": 5, "id": "att1"}
     assert parse_attachments(None) == ()
