@@ -186,6 +186,9 @@ class Settings(BaseSettings):
     """Wall-clock seconds one picture may take in a face worker; past it the worker is
     killed and replaced, and the row deferred. A safety net only: cost bombs are refused
     from their structure first. Healthy pictures take 0.2-2 s (HOG), up to ~20 s (cnn)."""
+    worker_memory_mb: int = Field(default=2048, ge=0)
+    """Address space (MiB) one face worker may map (``RLIMIT_AS``); 0 = unlimited. A
+    picture that needs more defers its row; the worker lives on. Idle workers map ~0.5 GiB."""
     workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=0)
     """Face worker processes; 0 runs the pipeline in the calling process."""
 

@@ -39,6 +39,7 @@ class PipelineConfig:
     min_face_ratio: float = 0.35
     num_jitters: int = 1
     picture_timeout: float = 60.0
+    worker_memory_mb: int = 2048
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PipelineConfig:
@@ -51,6 +52,7 @@ class PipelineConfig:
             min_face_ratio=settings.min_face_ratio,
             num_jitters=settings.num_jitters,
             picture_timeout=settings.picture_timeout,
+            worker_memory_mb=settings.worker_memory_mb,
         )
 
     def cache_key(self) -> str:
@@ -59,10 +61,11 @@ class PipelineConfig:
         Every field (``min_face_px`` and ``min_face_ratio`` decide whether a photo has one
         face; ``max_pixels`` whether it decodes) and the face stack's identity: an upgrade of
         face_recognition, dlib or their model files must not reuse stale encodings. Not
-        ``picture_timeout``: a limit on upload workers, it changes no reference.
+        ``picture_timeout`` and ``worker_memory_mb``: limits on upload workers, they change
+        no reference.
         """
         pipeline = asdict(self)
-        del pipeline["picture_timeout"]
+        del pipeline["picture_timeout"], pipeline["worker_memory_mb"]
         fields = json.dumps(
             {**pipeline, "library": library_identity()}, sort_keys=True, default=str
         )

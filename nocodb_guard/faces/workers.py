@@ -23,7 +23,11 @@ Each picture has a wall-clock limit in its worker (``picture_timeout``): a timer
 longer, even inside a C decoder that never returns to Python. So a picture the structural
 limits of :mod:`~nocodb_guard.faces.budgets` missed holds a worker for at most that long;
 its row is deferred (never deleted: a slow machine is no fact about the picture) and the
-worker replaced. In-process analysis (``workers = 0``) has no such net.
+worker replaced. Each worker's address space is capped too (``worker_memory_mb``,
+``RLIMIT_AS``): a picture that would need more fails its allocation with ``MemoryError``,
+which defers its row like the timer does, and the worker lives on, so several workers stay
+under the unit's ``MemoryMax`` instead of being OOM-killed in turn. In-process analysis
+(``workers = 0``) has neither net.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from __future__ import annotations
 import functools
 import multiprocessing
 import os
+import resource
 import signal
 import threading
 from collections.abc import Callable
@@ -100,6 +105,9 @@ def _init_worker(config: PipelineConfig, engine_factory: EngineFactory) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # The per-picture limit: the default action of SIGALRM ends the process.
     signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    if config.worker_memory_mb > 0:
+        limit = config.worker_memory_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     _worker_config = config
     _worker_engine = engine_factory(config)
 
@@ -109,6 +117,12 @@ def _analyze_in_worker(data: bytes, name: str, references: References) -> Pictur
     signal.setitimer(signal.ITIMER_REAL, _worker_config.picture_timeout)
     try:
         return analyze(data, name, references, _worker_config, _worker_engine)
+    except MemoryError:
+        return PictureAnalysis(
+            name=name,
+            problem=Reason.TRANSIENT_ERROR,
+            detail=f"over the face worker's {_worker_config.worker_memory_mb} MiB memory limit",
+        )
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
 

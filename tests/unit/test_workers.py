@@ -57,6 +57,19 @@ def slow_engine(config: PipelineConfig) -> SlowEngine:
     return SlowEngine()
 
 
+class GreedyEngine(OneFaceEngine):
+    """Asks for 4 GiB over :data:`SLOW_PICTURE`, as a decoder bomb that slipped through would."""
+
+    def detect(self, rgb: npt.NDArray[np.uint8]) -> list[Detection]:
+        if rgb.shape[1] == SLOW_WIDTH:
+            np.ones(4 * 1024**3, dtype=np.uint8)
+        return super().detect(rgb)
+
+
+def greedy_engine(config: PipelineConfig) -> GreedyEngine:
+    return GreedyEngine()
+
+
 PICTURE = samples.solid((300, 300), (200, 150, 120))
 SLOW_WIDTH = 301
 SLOW_PICTURE = samples.solid((SLOW_WIDTH, 300), (200, 150, 120))
@@ -177,6 +190,23 @@ def test_a_picture_over_the_time_limit_ends_its_worker_and_later_pictures_go_on(
         later = pool.submit(PICTURE, "picture 2", REFERENCES).result(timeout=DEADLINE_S)
         assert len(later.faces) == 1
         assert pool.restarts == 1
+    finally:
+        pool.close()
+
+
+def test_a_picture_over_the_memory_limit_is_deferred_and_its_worker_lives_on() -> None:
+    """The address-space net: an allocation fails in the worker instead of an OOM kill."""
+    pool = PoolAnalyzer(PipelineConfig(worker_memory_mb=1536), 1, engine_factory=greedy_engine)
+    try:
+        pool.wait_ready(timeout=DEADLINE_S)
+        (pid,) = pool.worker_pids()
+        greedy = pool.submit(SLOW_PICTURE, "picture 1", REFERENCES).result(timeout=DEADLINE_S)
+        later = pool.submit(PICTURE, "picture 2", REFERENCES).result(timeout=DEADLINE_S)
+
+        assert greedy.problem == Reason.TRANSIENT_ERROR
+        assert "1536 MiB memory limit" in greedy.detail
+        assert len(later.faces) == 1
+        assert (pool.worker_pids(), pool.restarts) == ([pid], 0)
     finally:
         pool.close()
 
