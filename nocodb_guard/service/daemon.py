@@ -4,8 +4,9 @@ One APScheduler job runs a sweep every ``poll_interval`` seconds (``max_instance
 ``coalesce=True``: a slow sweep never overlaps itself and missed ticks collapse into one).
 The main thread only waits for a stop flag (signal handlers only set it), starts a pass
 at once when the webhook asked for one, and pings systemd's watchdog while the ticks are
-alive (:class:`Liveness`): idle between ticks is alive, a tick without progress for longer
-than :func:`stall_bound` is hung, and then the pings stop so that systemd restarts us.
+alive (:mod:`~nocodb_guard.service.liveness`): idle between ticks is alive, a tick without
+progress for longer than its stall bound is hung, and then the pings stop so that systemd
+restarts us.
 
 Whatever one tick meets (NocoDB down for an hour, a corrupt picture, a 429 storm) is
 logged and the next tick tries again. Only a bad start (settings, references, token,
@@ -16,7 +17,6 @@ a mistake only a person can fix... and does restart after a crash.
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import BrokenExecutor
@@ -27,7 +27,6 @@ from typing import Any
 import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from nocodb_guard import attachments
 from nocodb_guard.errors import (
     AlreadyRunning,
     ConfigError,
@@ -41,6 +40,12 @@ from nocodb_guard.report import SweepResult
 from nocodb_guard.runtime import Runtime, build_runtime
 from nocodb_guard.service.health import write_heartbeat
 from nocodb_guard.service.httpd import listening
+from nocodb_guard.service.liveness import (
+    Liveness,
+    PurgeProgress,
+    progress_observer,
+    stall_bound,
+)
 from nocodb_guard.service.locking import check_state_dir, sweep_lock
 from nocodb_guard.service.metrics import Metrics
 from nocodb_guard.service.notify import SystemdNotifier
@@ -54,75 +59,6 @@ log = structlog.get_logger("nocodb_guard.service.daemon")
 STOP_BOUND_SECONDS = 60.0
 """How long a stop waits for the row in hand before leaving anyway (systemd: TimeoutStopSec)."""
 STARTUP_RETRY_SECONDS = 10.0
-ANALYSIS_SLACK_SECONDS = 120.0
-"""Generous time for the face analysis of one row's pictures (HOG: about a second each)."""
-IDLE_SLACK_SECONDS = 60.0
-"""How late the scheduler may start a tick before the loop counts as stuck."""
-
-
-def stall_bound(settings: Settings) -> float:
-    """Seconds a healthy tick may go without finishing a row: the worst healthy row.
-
-    Worked out from the limit of each step, because a bound that is too short has the
-    watchdog kill a healthy daemon (issue 14: 880 s, while a row with five expired links
-    can take longer). With the defaults, 95 s per API call and per download:
-
-    - an API call: its retry budget, then one last attempt's connect and read timeouts;
-    - a download: :func:`attachments.default_deadline` plus the read in progress then;
-    - an attachment whose signed link expired: download (404), re-read the row for a
-      fresh link (a call), download again;
-    - the row: the page listing it (a call), its attachments, the re-read before acting
-      and the act itself (two calls), then the analysis of its pictures.
-    """
-    call = settings.retry_seconds + settings.connect_timeout + settings.read_timeout
-    download = (
-        attachments.default_deadline(settings.connect_timeout, settings.read_timeout)
-        + settings.read_timeout
-    )
-    expired_link = download + call + download
-    return 3 * call + settings.max_attachments * expired_link + ANALYSIS_SLACK_SECONDS
-
-
-class Liveness:
-    """Whether the tick loop is alive, for the watchdog; thread-safe, pure bookkeeping.
-
-    Alive means: a tick is running and made progress (started, finished a row) within
-    ``stall_seconds``; or no tick is running and the last one ended (or the loop started)
-    within ``idle_seconds`` (the poll interval plus slack: the scheduler keeps its beat).
-    """
-
-    def __init__(
-        self,
-        stall_seconds: float,
-        idle_seconds: float,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._stall = stall_seconds
-        self._idle = idle_seconds
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._running = False
-        self._last = clock()
-
-    def tick_started(self) -> None:
-        self._mark(running=True)
-
-    def progress(self) -> None:
-        self._mark(running=None)
-
-    def tick_finished(self) -> None:
-        self._mark(running=False)
-
-    def _mark(self, running: bool | None) -> None:
-        with self._lock:
-            if running is not None:
-                self._running = running
-            self._last = self._clock()
-
-    def alive(self) -> bool:
-        with self._lock:
-            quiet = self._clock() - self._last
-            return quiet <= (self._stall if self._running else self._idle)
 
 
 class Daemon:
@@ -143,13 +79,11 @@ class Daemon:
         self._notifier = notifier or SystemdNotifier()
         self._metrics = metrics or Metrics(enabled=settings.metrics_port > 0)
         runtime.recorders.append(self._metrics)
-        if runtime.purger is not None:
-            runtime.purger.observer = self._metrics
         self._scheduler = BackgroundScheduler(timezone="UTC")
         self._webhook: WebhookServer | None = None
-        self._liveness = liveness or Liveness(
-            stall_bound(settings), settings.poll_interval + IDLE_SLACK_SECONDS
-        )
+        self._liveness = liveness or Liveness.of(settings)
+        if runtime.purger is not None:
+            runtime.purger.observer = PurgeProgress(self._metrics, self._liveness)
         self._stalled = False
         self._pacing = PacingTotals()
 
@@ -348,8 +282,11 @@ def run_daemon(
     flags = Flags()
     flags.install_signal_handlers()
     metrics = Metrics(enabled=settings.metrics_port > 0)
+    liveness = Liveness.of(settings)
     factory = runtime_factory or partial(
-        build_runtime, observer=metrics.observe_request, sleep=stoppable_sleep(flags)
+        build_runtime,
+        observer=progress_observer(metrics.observe_request, liveness),
+        sleep=stoppable_sleep(flags),
     )
     runtime = factory(settings)
     try:
@@ -360,7 +297,7 @@ def run_daemon(
     if startup is None:  # stopped before NocoDB ever answered
         runtime.close()
         return 0
-    daemon = Daemon(settings, runtime, flags, metrics)
+    daemon = Daemon(settings, runtime, flags, metrics, liveness=liveness)
     try:
         daemon.start(startup)
     except ConfigError:

@@ -28,19 +28,20 @@ from nocodb_guard.errors import DownloadFailed, NocoDBUnavailable
 from nocodb_guard.models import RowOutcome
 from nocodb_guard.nocodb.pacing import PacingTotals
 from nocodb_guard.report import SweepResult
-from nocodb_guard.service.daemon import (
-    ANALYSIS_SLACK_SECONDS,
-    Daemon,
-    Liveness,
-    stall_bound,
-    stoppable_sleep,
-)
+from nocodb_guard.service.daemon import Daemon, stoppable_sleep
 from nocodb_guard.service.health import read_heartbeat
+from nocodb_guard.service.liveness import (
+    Liveness,
+    PurgeProgress,
+    progress_observer,
+    stall_bound,
+)
 from nocodb_guard.service.metrics import Metrics, request_error_kind
 from nocodb_guard.service.notify import SystemdNotifier
 from nocodb_guard.service.signals import Flags
 from nocodb_guard.settings import Settings
 from nocodb_guard.startup import StartupReport
+from nocodb_guard.storage.base import PurgeStatus
 
 WAIT_S = 10.0
 
@@ -93,15 +94,41 @@ def test_a_finished_tick_restarts_the_idle_clock() -> None:
     assert liveness.alive()
 
 
-def test_the_stall_bound_covers_a_healthy_row_with_five_expired_links() -> None:
+def test_the_stall_bound_covers_the_longest_healthy_step_between_two_signs_of_progress() -> None:
     """Worked out independently, step by step, with the default timeouts (issue 14)."""
-    settings = Settings(retry_seconds=60, connect_timeout=5, read_timeout=30, max_attachments=5)
+    settings = Settings(
+        retry_seconds=60, connect_timeout=5, read_timeout=30, max_attachments=5,
+        picture_timeout=60,
+    )
     call = 60 + 5 + 30  # retry budget, then one more attempt: connect + read
     fetch = 5 + 2 * 30 + 30  # measured below: the deadline plus the read in progress then
-    expired_link = fetch + call + fetch  # 404, re-read the row for a fresh link, fetch again
-    row = call + 5 * expired_link + call + call  # list; five files; re-read; act
-    assert stall_bound(settings) >= row + ANALYSIS_SLACK_SECONDS
-    assert stall_bound(settings) > 880, "the old bound could kill a healthy daemon"
+    purged_file = 4 * (30 + 30)  # path and three thumbnails probed: connect + read each
+    pictures_ahead = 2 * 5  # two rows per worker prefetched, five pictures each
+    longest = max(call, fetch, purged_file) + pictures_ahead * 60
+    assert stall_bound(settings) >= longest
+    # A row with five expired links (five fetches, five re-reads, five more fetches) and a
+    # page of 25 such rows take far longer, but each of their requests is progress:
+    assert stall_bound(settings) < 5 * (fetch + call + fetch) * 25
+
+
+def test_every_nocodb_request_and_every_purged_file_is_progress_for_the_watchdog() -> None:
+    clock = FakeClock()
+    liveness = Liveness(stall_seconds=100, idle_seconds=40, clock=clock)
+    seen: list[tuple[str, str]] = []
+    observe = progress_observer(lambda op, outcome, _s: seen.append((op, outcome)), liveness)
+    metrics = Metrics(enabled=False)
+    purges = PurgeProgress(metrics, liveness)
+    liveness.tick_started()
+    for _ in range(5):  # 5 x 90 s: the tick is far past its bound, yet never silent for it
+        clock.now += 90
+        observe("attachment.download", "timeout", 90.0)
+        assert liveness.alive()
+    clock.now += 90
+    purges.record_purge(PurgeStatus.PURGED)
+    assert liveness.alive()
+    assert seen[-1] == ("attachment.download", "timeout")
+    clock.now += 101
+    assert not liveness.alive()
 
 
 def test_a_download_dripping_bytes_ends_within_its_deadline_plus_one_read() -> None:
