@@ -32,6 +32,7 @@ import structlog
 
 from nocodb_guard import __version__
 from nocodb_guard.errors import ConfigError, GuardError, NocoDBUnavailable, Stop
+from nocodb_guard.faces.cpu import require_avx
 from nocodb_guard.logs import Redactor, configure_logging, settings_secrets
 from nocodb_guard.models import Action, Verdict
 from nocodb_guard.settings import Settings, load_settings
@@ -163,6 +164,8 @@ def _run_guarded(args: argparse.Namespace) -> int:
         settings = _settings(args)
         redactor = Redactor(settings_secrets(settings))
         _configure_logging(settings, sys.stdout if args.command == "run" else sys.stderr)
+        if args.command in FACE_COMMANDS:
+            require_avx()  # before anything: workers would each die of SIGILL, silently
         return COMMANDS[args.command](args, settings)
     except Stop as exc:
         return _fail(str(exc), exc.exit_code, redactor)
@@ -190,13 +193,9 @@ def _settings(args: argparse.Namespace) -> Settings:
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = value
-    config = args.config or _env_path("NOCODB_GUARD_CONFIG")
+    from_env = os.environ.get("NOCODB_GUARD_CONFIG")
+    config = args.config or (Path(from_env) if from_env else None)
     return load_settings(config, args.env_file, args.secrets_dir, **overrides)
-
-
-def _env_path(name: str) -> Path | None:
-    value = os.environ.get(name)
-    return Path(value) if value else None
 
 
 def _configure_logging(settings: Settings, stream: TextIO) -> None:
@@ -384,6 +383,8 @@ def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK if records else EXIT_DEFERRED
 
 
+#: Commands that judge pictures, hence need dlib (and a CPU it runs on).
+FACE_COMMANDS = frozenset({"explain", "references", "check", "sweep", "run", "evaluate"})
 COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "explain": cmd_explain,
     "references": cmd_references,

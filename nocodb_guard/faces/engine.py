@@ -67,7 +67,6 @@ import threading
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal, Protocol
 
@@ -76,6 +75,7 @@ import numpy.typing as npt
 from PIL import Image, ImageFile
 
 from nocodb_guard.errors import FaceStackError
+from nocodb_guard.faces.cpu import require_avx
 from nocodb_guard.models import FaceBox
 
 #: Half the face width added on each side of a candidate before the CNN looks at it: enough
@@ -175,34 +175,6 @@ def face_distances(
 ) -> list[float]:
     """Euclidean distance of one encoding to each reference encoding."""
     return [float(d) for d in np.linalg.norm(references - encoding, axis=1)]
-
-
-CPUINFO = Path("/proc/cpuinfo")
-
-
-def require_avx(cpuinfo: Path | None = None) -> None:
-    """:class:`FaceStackError` on a CPU without AVX, before dlib is imported.
-
-    The ``dlib-bin`` wheel is built for AVX: on an older CPU (or a VM that hides the flag)
-    importing it kills the process with SIGILL, with no message at all. Where
-    ``/proc/cpuinfo`` cannot be read (not Linux), nothing is checked.
-    """
-    try:
-        text = (cpuinfo or CPUINFO).read_text(encoding="ascii", errors="replace")
-    except OSError:
-        return
-    flags = {
-        flag
-        for line in text.splitlines()
-        if line.startswith("flags")
-        for flag in line.partition(":")[2].split()
-    }
-    if flags and "avx" not in flags:
-        raise FaceStackError(
-            "this CPU has no AVX, which the installed dlib (the dlib-bin wheel) needs: it "
-            "would die with SIGILL. Run on a CPU with AVX, or build dlib from source "
-            "(pip install dlib) for this CPU."
-        )
 
 
 def import_face_recognition() -> ModuleType:

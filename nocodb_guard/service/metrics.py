@@ -69,6 +69,7 @@ def request_error_kind(operation: str, outcome: str) -> str | None:
         return "not_found"
     return "client_error"
 
+
 #: Sweeps take from milliseconds (nothing pending) to minutes (a backlog of pictures).
 SWEEP_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
 

@@ -91,6 +91,29 @@ def test_an_unexpected_error_is_one_redacted_line_with_exit_code_70(tmp_path: Pa
     assert "0123456789" not in result.stdout
 
 
+@pytest.mark.parametrize("command", ["run", "sweep", "check"])
+def test_commands_that_judge_pictures_refuse_a_cpu_without_avx_at_start_up(
+    command: str, tmp_path: Path
+) -> None:
+    """Even with the reference cache built (the main process then never imports dlib), the
+    workers would each die of SIGILL: the start is refused first, before NocoDB is asked."""
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse sse2 ssse3 sse4_1 sse4_2\n")
+    code = (
+        "import sys\nfrom pathlib import Path\nfrom nocodb_guard import cli\n"
+        "from nocodb_guard.faces import cpu\n"
+        f"cpu.CPUINFO = Path({str(cpuinfo)!r})\n"
+        f"sys.exit(cli.main([{command!r}]))\n"
+    )
+
+    result = run_cli(code, tmp_path, NOCODB_GUARD_NOCODB_TOKEN=TOKEN,
+                     NOCODB_GUARD_NOCODB_URL="http://127.0.0.1:9")
+
+    assert result.returncode == 2, result.stderr
+    assert "this CPU has no AVX" in result.stderr
+    assert "Traceback" not in result.stderr and "unreachable" not in result.stderr
+
+
 def test_a_cpu_without_avx_is_a_clear_error_with_exit_2_before_dlib_is_imported(
     tmp_path: Path,
 ) -> None:
@@ -100,8 +123,8 @@ def test_a_cpu_without_avx_is_a_clear_error_with_exit_2_before_dlib_is_imported(
     photo.write_bytes(samples.grace_hopper_jpeg())
     code = (
         "import sys\nfrom pathlib import Path\nfrom nocodb_guard import cli\n"
-        "from nocodb_guard.faces import engine\n"
-        f"engine.CPUINFO = Path({str(cpuinfo)!r})\n"
+        "from nocodb_guard.faces import cpu\n"
+        f"cpu.CPUINFO = Path({str(cpuinfo)!r})\n"
         f"code = cli.main(['explain', {str(photo)!r}, '--reference', {str(photo)!r}])\n"
         "assert 'dlib' not in sys.modules, 'dlib was imported'\n"
         "sys.exit(code)\n"
