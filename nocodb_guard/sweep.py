@@ -58,8 +58,10 @@ log = structlog.get_logger("nocodb_guard.sweep")
 _RECHECK_WOULD = {Verdict.REJECTED: Action.WOULD_REJECT, Verdict.REVIEW: Action.WOULD_REVIEW}
 
 UNRECORDED = "the audit trail cannot be written: nothing done; left for a later pass"
-NO_SUCH_FILE = ("picture {place}: NocoDB has no such file (a freshly signed link answered 404 "
-                "on passes an hour apart, while other files downloaded)")
+NO_SUCH_FILE = (
+    "picture {place}: NocoDB has no such file (a freshly signed link answered 404 "
+    "on passes an hour apart, while other files downloaded)"
+)
 
 
 class Client(BulkClient, Protocol):
@@ -195,10 +197,15 @@ class Sweeper:
         """Write the page's decided rows at once, then report each in row order."""
         decided = self._recorded(page)
         intents = [Intent(d.prepared.row, d.decision) for d in decided if d.action is None]
-        acted = act_on_page(self._client, intents, self._purger)
+        try:
+            acted = act_on_page(self._client, intents, self._purger)
+        except (Stop, NocoDBUnavailable):
+            raise
+        except Exception as exc:  # the page boundary: its rows are deferred, the pass goes on
+            decided, acted = _unacted(decided, exc), {}
         for d in decided:
             done = Acted(d.action) if d.action is not None else acted[d.prepared.row.id]
-            outcome = self._outcome(d, done)
+            outcome = d.outcome(done.action, done.files_purged)
             result.outcomes.append(outcome)
             self._report(outcome, on_outcome)
         page.clear()
@@ -337,25 +344,6 @@ class Sweeper:
             return _RECHECK_WOULD[decision.verdict]
         return None
 
-    @staticmethod
-    def _outcome(row: Decided, done: Acted) -> RowOutcome:
-        """``act_s`` runs from the decision to the page's write (waiting for the page included)."""
-        now, prepared = time.perf_counter(), row.prepared
-        return RowOutcome(
-            row_id=prepared.row.id,
-            politician=prepared.row.politician,
-            decision=row.decision,
-            action=done.action,
-            pictures=tuple(row.pictures),
-            files_purged=done.files_purged,
-            timings={
-                "download_s": round(prepared.download_seconds, 4),
-                "analyse_wait_s": round(row.analysed - row.started, 4),
-                "analyse_s": round(sum(p.seconds for p in row.pictures), 4),
-                "act_s": round(now - row.analysed, 4),
-            },
-        )
-
     def _report(self, outcome: RowOutcome, on_outcome: Callable[[RowOutcome], None] | None) -> None:
         decision = outcome.decision
         log.info(
@@ -378,6 +366,23 @@ class Sweeper:
                 self._audit_failed(exc)
         if on_outcome is not None:
             on_outcome(outcome)
+
+
+def _unacted(page: list[Decided], exc: Exception) -> list[Decided]:
+    """The page's rows to write, deferred after an unexpected failure while acting on them.
+
+    Some may have been written before it (a later pass finds them decided or gone); none is
+    reported as done, and their intents in the audit trail get a "deferred" result.
+    """
+    log.error("page_failed", rows=[d.prepared.row.id for d in page], error=repr(exc), exc_info=exc)
+    failed = Decision(
+        Verdict.DEFERRED,
+        Reason.TRANSIENT_ERROR,
+        f"internal error while acting: {type(exc).__name__}",
+    )
+    return [
+        d if d.action is not None else replace(d, decision=failed, action=Action.NONE) for d in page
+    ]
 
 
 def _internal(exc: Exception, prepared: Prepared) -> str:

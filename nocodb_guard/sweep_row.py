@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
 from nocodb_guard.faces.references import ReferenceSet
-from nocodb_guard.models import Action, Decision, PictureAnalysis, Reason, Row
+from nocodb_guard.models import Action, Decision, PictureAnalysis, Reason, Row, RowOutcome
 from nocodb_guard.policy import RowEvidence
 
 
@@ -78,3 +79,21 @@ class Decided:
     started: float
     analysed: float
     action: Action | None
+
+    def outcome(self, action: Action, files_purged: int | None) -> RowOutcome:
+        """What became of the row; ``act_s`` runs from the decision to the page's write."""
+        now, prepared = time.perf_counter(), self.prepared
+        return RowOutcome(
+            row_id=prepared.row.id,
+            politician=prepared.row.politician,
+            decision=self.decision,
+            action=action,
+            pictures=tuple(self.pictures),
+            files_purged=files_purged,
+            timings={
+                "download_s": round(prepared.download_seconds, 4),
+                "analyse_wait_s": round(self.analysed - self.started, 4),
+                "analyse_s": round(sum(p.seconds for p in self.pictures), 4),
+                "act_s": round(now - self.analysed, 4),
+            },
+        )

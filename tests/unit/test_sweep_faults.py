@@ -110,6 +110,30 @@ def test_a_poison_row_is_deferred_and_the_rows_after_it_are_decided_in_the_same_
     assert set(client.approved) == {1, 4}
 
 
+def test_a_surprise_while_acting_defers_that_page_and_the_pages_after_it_are_decided() -> None:
+    class ActingPoison(FakeClient):
+        def approve_many(self, writes: Sequence[RowWrite]) -> dict[int, Action]:
+            if any(w.row_id == 2 for w in writes):
+                raise RuntimeError("surprise in the bulk write")
+            return super().approve_many(writes)
+
+    client = ActingPoison(content={"match.jpg": b"match", "stranger.jpg": b"stranger"})
+    for row_id, name in ((1, "match.jpg"), (2, "match.jpg"), (3, "stranger.jpg"), (4, "match.jpg")):
+        client.add(row_id, name)
+    sweep = Sweeper(client, FakeReferences({GRACE: REFERENCES}), FakeAnalyzer(),
+                    SweepOptions(prefetch=4, act_batch=1))
+
+    result = sweep.run()
+
+    outcomes = by_id(result.outcomes)
+    assert result.error is None
+    assert [o.row_id for o in result.outcomes] == [1, 2, 3, 4]
+    assert (outcomes[2].decision.verdict, outcomes[2].action) == (Verdict.DEFERRED, Action.NONE)
+    assert "internal error while acting: RuntimeError" in outcomes[2].decision.explanation
+    assert client.deleted == [3]
+    assert set(client.approved) == {1, 4}
+
+
 def test_a_photo_replaced_between_download_and_approval_is_not_approved() -> None:
     client = FakeClient(content={"match.jpg": b"match", "cat.jpg": b"stranger"})
     client.add(1, "match.jpg")
