@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from nocodb_guard.backoff import Backoff
 from nocodb_guard.faces.references import ReferenceStore
 from nocodb_guard.faces.see import PipelineConfig
 from nocodb_guard.faces.workers import Analyzer, make_analyzer
@@ -38,6 +39,8 @@ class Runtime:
     """Where a decision is written before the row is changed (None: no audit)."""
     missing: MissingFiles | None = None
     """Rows whose file NocoDB does not have (None: a dry run keeps no memory)."""
+    backoff: Backoff = field(default_factory=Backoff)
+    """Rows whose picture could not be analysed, waiting before the next try."""
 
     def sweeper(
         self,
@@ -66,6 +69,7 @@ class Runtime:
             missing=None if dry_run or recheck_approved else self.missing,
             # A pass that changes nothing in NocoDB changes nothing in its storage either.
             purger=None if dry_run or (recheck_approved and not apply) else self.purger,
+            backoff=self.backoff,
         )
 
     def close(self) -> None:

@@ -26,6 +26,7 @@ from typing import Protocol
 import structlog
 
 from nocodb_guard.acting import Acted, BulkClient, Intent, Purger, act_on_page
+from nocodb_guard.backoff import Backoff
 from nocodb_guard.errors import (
     DownloadFailed,
     DownloadTooLarge,
@@ -52,7 +53,14 @@ from nocodb_guard.models import (
 )
 from nocodb_guard.policy import decide
 from nocodb_guard.report import SweepResult
-from nocodb_guard.sweep_row import Decided, Deferral, Prepared, Slot
+from nocodb_guard.sweep_row import (
+    Decided,
+    Deferral,
+    Prepared,
+    Slot,
+    internal_error,
+    unacted,
+)
 
 log = structlog.get_logger("nocodb_guard.sweep")
 _RECHECK_WOULD = {Verdict.REJECTED: Action.WOULD_REJECT, Verdict.REVIEW: Action.WOULD_REVIEW}
@@ -119,6 +127,7 @@ class Sweeper:
         journal: Journal | None = None,
         missing: MissingFiles | None = None,
         purger: Purger | None = None,
+        backoff: Backoff | None = None,
     ) -> None:
         self._journal = journal
         self._missing = missing
@@ -130,6 +139,7 @@ class Sweeper:
         self._options = options
         self._recorders = recorders
         self._purger = purger
+        self._backoff = backoff
 
     def run(
         self,
@@ -184,7 +194,9 @@ class Sweeper:
         except (Stop, NocoDBUnavailable):
             raise
         except Exception as exc:  # the row boundary: log it with its traceback, defer the row
-            decision = Decision(Verdict.DEFERRED, Reason.TRANSIENT_ERROR, _internal(exc, prepared))
+            decision = Decision(
+                Verdict.DEFERRED, Reason.TRANSIENT_ERROR, internal_error(exc, prepared)
+            )
             now = time.perf_counter()
             return Decided(prepared, decision, [], now, now, Action.NONE)
 
@@ -202,10 +214,11 @@ class Sweeper:
         except (Stop, NocoDBUnavailable):
             raise
         except Exception as exc:  # the page boundary: its rows are deferred, the pass goes on
-            decided, acted = _unacted(decided, exc), {}
+            decided, acted = unacted(decided, exc), {}
         for d in decided:
             done = Acted(d.action) if d.action is not None else acted[d.prepared.row.id]
             outcome = d.outcome(done.action, done.files_purged)
+            self._note_analysis(d)
             result.outcomes.append(outcome)
             self._report(outcome, on_outcome)
         page.clear()
@@ -218,6 +231,9 @@ class Sweeper:
             row = next(rows, None)
             if row is None:
                 return
+            if self._backoff is not None and not self._backoff.due(row.id):
+                log.debug("row_backed_off", row_id=row.id)
+                continue
             window.append(pool.submit(self._prepare, row))
 
     def _prepare(self, row: Row) -> Prepared:
@@ -232,7 +248,7 @@ class Sweeper:
         except Stop:
             raise
         except Exception as exc:  # the row boundary, in the download thread
-            prepared.slots.append(Deferral(Reason.TRANSIENT_ERROR, _internal(exc, prepared)))
+            prepared.slots.append(Deferral(Reason.TRANSIENT_ERROR, internal_error(exc, prepared)))
         return prepared
 
     def _download(self, prepared: Prepared) -> None:
@@ -344,6 +360,16 @@ class Sweeper:
             return _RECHECK_WOULD[decision.verdict]
         return None
 
+    def _note_analysis(self, d: Decided) -> None:
+        """A row whose picture could not be analysed waits before it is tried again."""
+        if self._backoff is None:
+            return
+        if any(p.problem is Reason.TRANSIENT_ERROR for p in d.pictures):
+            wait = self._backoff.hold(d.prepared.row.id)
+            log.warning("row_held_back", row_id=d.prepared.row.id, seconds=wait)
+        else:
+            self._backoff.forget(d.prepared.row.id)
+
     def _report(self, outcome: RowOutcome, on_outcome: Callable[[RowOutcome], None] | None) -> None:
         decision = outcome.decision
         log.info(
@@ -366,26 +392,3 @@ class Sweeper:
                 self._audit_failed(exc)
         if on_outcome is not None:
             on_outcome(outcome)
-
-
-def _unacted(page: list[Decided], exc: Exception) -> list[Decided]:
-    """The page's rows to write, deferred after an unexpected failure while acting on them.
-
-    Some may have been written before it (a later pass finds them decided or gone); none is
-    reported as done, and their intents in the audit trail get a "deferred" result.
-    """
-    log.error("page_failed", rows=[d.prepared.row.id for d in page], error=repr(exc), exc_info=exc)
-    failed = Decision(
-        Verdict.DEFERRED,
-        Reason.TRANSIENT_ERROR,
-        f"internal error while acting: {type(exc).__name__}",
-    )
-    return [
-        d if d.action is not None else replace(d, decision=failed, action=Action.NONE) for d in page
-    ]
-
-
-def _internal(exc: Exception, prepared: Prepared) -> str:
-    """Log an unexpected failure with its traceback; the explanation names only its type."""
-    log.error("row_failed", row_id=prepared.row.id, error=repr(exc), exc_info=exc)
-    return f"internal error: {type(exc).__name__}"

@@ -4,12 +4,24 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TypeAlias
 
+import structlog
+
 from nocodb_guard.faces.references import ReferenceSet
-from nocodb_guard.models import Action, Decision, PictureAnalysis, Reason, Row, RowOutcome
+from nocodb_guard.models import (
+    Action,
+    Decision,
+    PictureAnalysis,
+    Reason,
+    Row,
+    RowOutcome,
+    Verdict,
+)
 from nocodb_guard.policy import RowEvidence
+
+log = structlog.get_logger("nocodb_guard.sweep")
 
 
 @dataclass(frozen=True)
@@ -97,3 +109,26 @@ class Decided:
                 "act_s": round(now - self.analysed, 4),
             },
         )
+
+
+def unacted(page: list[Decided], exc: Exception) -> list[Decided]:
+    """The page's rows to write, deferred after an unexpected failure while acting on them.
+
+    Some may have been written before it (a later pass finds them decided or gone); none is
+    reported as done, and their intents in the audit trail get a "deferred" result.
+    """
+    log.error("page_failed", rows=[d.prepared.row.id for d in page], error=repr(exc), exc_info=exc)
+    failed = Decision(
+        Verdict.DEFERRED,
+        Reason.TRANSIENT_ERROR,
+        f"internal error while acting: {type(exc).__name__}",
+    )
+    return [
+        d if d.action is not None else replace(d, decision=failed, action=Action.NONE) for d in page
+    ]
+
+
+def internal_error(exc: Exception, prepared: Prepared) -> str:
+    """Log an unexpected failure with its traceback; the explanation names only its type."""
+    log.error("row_failed", row_id=prepared.row.id, error=repr(exc), exc_info=exc)
+    return f"internal error: {type(exc).__name__}"

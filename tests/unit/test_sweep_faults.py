@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from nocodb_guard.backoff import FIRST_WAIT, Backoff
 from nocodb_guard.errors import NocoDBUnavailable
 from nocodb_guard.faces.references import ReferenceSet
 from nocodb_guard.faces.workers import References
@@ -43,6 +44,14 @@ from tests.unit.test_sweep_logic import (
 )
 
 POISON = "Poison Politician"
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 class PoisonClient(FakeClient):
@@ -132,6 +141,45 @@ def test_a_surprise_while_acting_defers_that_page_and_the_pages_after_it_are_dec
     assert "internal error while acting: RuntimeError" in outcomes[2].decision.explanation
     assert client.deleted == [3]
     assert set(client.approved) == {1, 4}
+
+
+class TimingOutAnalyzer(FakeAnalyzer):
+    """b"bomb" comes back as a picture whose worker hit the time limit (see workers)."""
+
+    def submit(self, data: bytes, name: str, references: References) -> Future[PictureAnalysis]:
+        if data != b"bomb":
+            return super().submit(data, name, references)
+        self.seen.append(data)
+        future: Future[PictureAnalysis] = Future()
+        future.set_result(PictureAnalysis(name=name, problem=Reason.TRANSIENT_ERROR,
+                                          detail="over the 60 s limit per picture"))
+        return future
+
+
+def test_a_picture_that_timed_out_holds_its_row_back_with_a_growing_wait_not_the_pool() -> None:
+    clock = FakeClock()
+    backoff = Backoff(clock=clock)
+    client = FakeClient(content={"bomb.jpg": b"bomb", "match.jpg": b"match"})
+    client.add(1, "bomb.jpg")
+    client.add(2, "match.jpg")
+    analyzer = TimingOutAnalyzer()
+
+    def one_pass() -> list[int]:
+        result = Sweeper(client, FakeReferences({GRACE: REFERENCES}), analyzer,
+                         SweepOptions(), backoff=backoff).run()
+        return [o.row_id for o in result.outcomes]
+
+    assert one_pass() == [1, 2]  # deferred, and the row after it decided
+    client.add(3, "match.jpg")
+    assert one_pass() == [3], "the held row must not take a worker again at once"
+    clock.now += FIRST_WAIT
+    assert one_pass() == [1]
+    clock.now += FIRST_WAIT  # the second wait is twice as long
+    assert one_pass() == []
+    clock.now += FIRST_WAIT
+    assert one_pass() == [1]
+    assert analyzer.seen.count(b"bomb") == 3
+    assert 1 in client.rows and 1 not in client.approved
 
 
 def test_a_photo_replaced_between_download_and_approval_is_not_approved() -> None:
