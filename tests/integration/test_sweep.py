@@ -19,6 +19,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -297,6 +298,7 @@ def test_rows_the_guard_cannot_judge_are_left_untouched_and_the_exit_code_is_1(
         "deferred", "url_not_allowed"
     )
     assert foreign_host.connections == 0
+    assert foreign_host.url.split("/")[2] in outcomes[foreign]["explanation"]
     assert data["summary"]["deferred_by_reason"] == {
         "unknown_politician": 1, "url_not_allowed": 1
     }
@@ -319,3 +321,34 @@ def test_reject_action_tag_marks_the_row_rejected_instead_of_deleting_it(
     assert row["Status"] == "rejected"
     assert row["Reason"] == "picture: no face found"
     assert by_id(sweep_json(result)["rows"], "id")[cat]["action"] == "tagged_rejected"
+
+
+def test_a_visitor_made_row_naming_no_real_file_is_rejected_once_confirmed_an_hour_apart(
+    clean_table: DevServer, references: Path, state: Path
+) -> None:
+    """Issue 14 #9: NocoDB accepts an attachment cell whose ``path`` names no file. Deferred
+    at first (it could be a storage outage), then final: ``no_attachment``, row deleted."""
+    bogus_cell = [{"path": "download/2026/01/01/nothing-here/x.jpg", "title": "x.jpg",
+                   "mimetype": "image/jpeg", "size": 1000}]
+    [bogus] = clean_table.insert([{"Politician": GRACE, "Photo": bogus_cell}])
+    good = [("grace.jpg", samples.grace_hopper_variant(), "image/jpeg")]
+    first_good = int(clean_table.submit(GRACE, good)["Id"])
+
+    first = by_id(sweep_json(run_guard(clean_table, references, state, "sweep", "--json"))["rows"],
+                  "id")
+    memory = state / "missing-files.json"
+    seen = json.loads(memory.read_text(encoding="utf-8"))
+    two_hours_ago = (datetime.now(UTC) - timedelta(hours=2)).isoformat()
+    backdated = {row: two_hours_ago for row in seen}
+    memory.write_text(json.dumps(backdated), encoding="utf-8")
+    second_good = int(clean_table.submit(GRACE, good)["Id"])  # other files still download
+    second = by_id(sweep_json(run_guard(clean_table, references, state, "sweep", "--json"))["rows"],
+                   "id")
+
+    assert (first[bogus]["verdict"], first[bogus]["reason"]) == ("deferred", "transient_error")
+    assert first[first_good]["verdict"] == "approved"
+    assert str(bogus) in seen
+    assert (second[bogus]["verdict"], second[bogus]["reason"]) == ("rejected", "no_attachment")
+    assert "NocoDB has no such file" in second[bogus]["explanation"]
+    assert second[second_good]["verdict"] == "approved"
+    assert clean_table.row(bogus) is None
