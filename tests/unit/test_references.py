@@ -6,6 +6,7 @@ scikit-image, written into tmp folders as an operator would.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 from pathlib import Path
@@ -307,23 +308,35 @@ def test_the_store_from_settings_uses_the_configured_folder_and_state_dir(
     assert len(list((tmp_path / "state-dir" / "reference-cache").iterdir())) == 2
 
 
+CHANGED_SETTINGS: list[dict[str, object]] = [
+    {"detection_model": "cnn"},
+    {"upsample": 2},
+    {"max_side": 800},
+    {"num_jitters": 5},
+    {"min_face_px": 60},
+    {"min_face_ratio": 0.5},
+    {"max_pixels": 50_000_000},
+    {"refine_pixels": 4_000_000},
+    {"encode_face_px": 150},
+]
+
+
 @pytest.mark.parametrize(
     "change",
-    [
-        {"detection_model": "cnn"},
-        {"upsample": 2},
-        {"max_side": 800},
-        {"num_jitters": 5},
-        {"min_face_px": 60},
-        {"min_face_ratio": 0.5},
-        {"max_pixels": 50_000_000},
-    ],
+    CHANGED_SETTINGS,
     ids=lambda change: next(iter(change)),
 )
 def test_changing_any_pipeline_setting_changes_the_reference_cache_key(
     change: dict[str, object],
 ) -> None:
     assert PipelineConfig(**change).cache_key() != PipelineConfig().cache_key()  # type: ignore[arg-type]
+
+
+def test_every_pipeline_setting_but_the_time_limit_is_in_the_cache_key() -> None:
+    """A new setting of the face pipeline cannot be forgotten in the key (a stale encoding)."""
+    fields = {f.name for f in dataclasses.fields(PipelineConfig)} - {"picture_timeout"}
+    changes = {name for change in CHANGED_SETTINGS for name in change}
+    assert changes == fields
 
 
 def test_the_time_limit_per_upload_keeps_the_reference_cache() -> None:
