@@ -14,9 +14,10 @@ small faces everywhere was most of the time spent per upload, and the downscale 
    there (under :data:`SMALL_CANDIDATE` times the reach: a scene or a group, where a face
    ``min_face_ratio`` of its size would be below the coarse search's reach). The whole
    picture is then searched again at the scale where that face reaches 72 px: decoded
-   again from the upload's bytes (JPEG at the libjpeg draft scale that covers it) or
-   enlarged when the upload has no more pixels, capped at ``refine_pixels``. Its
-   detections replace the coarse ones.
+   again from the upload's bytes (JPEG at the libjpeg draft scale that covers it), at
+   most at the upload's own resolution (a small upload: at ``max_side``) around a face
+   found, and enlarged further only when nothing was found; always capped at
+   ``refine_pixels``. Its detections replace the coarse ones.
 
    The price, chosen for speed (measured on ``shared/faces``, docs/performance.md): beside
    a face of 144 px or more in the coarse picture (14 % of its longest side), a second
@@ -100,17 +101,23 @@ def detect(engine: FaceEngine, look: Look) -> list[Detection]:
 def finer_scale(
     detections: list[Detection], upright: tuple[int, int], scale: float, config: PipelineConfig
 ) -> float | None:
-    """The scale of a closer look at the whole picture, or None when ``scale`` was enough."""
+    """The scale of a closer look at the whole picture, or None when ``scale`` was enough.
+
+    Around a small face found, the closer look goes down to the upload's own pixels (a
+    small upload: to ``max_side``, as a larger one is searched); with nothing found it may
+    enlarge further, so that a group of small faces is told from no face at all.
+    """
     reach = REACH_PX / 2**config.upsample
+    limit = _cap(upright, config.refine_pixels)
     if detections:
         largest = max(d.box.size for d in detections)
         if largest * scale >= SMALL_CANDIDATE * reach:
             return None
         smallest = config.min_face_ratio * largest
+        limit = min(limit, max(1.0, config.max_side / max(upright)))
     else:
         smallest = config.min_face_px * GROUP_FACE_FRACTION
-    needed = reach / max(smallest, 1.0)
-    wanted = min(needed, _cap(upright, config.refine_pixels))
+    wanted = min(reach / max(smallest, 1.0), limit)
     return wanted if wanted > scale * MIN_GAIN else None
 
 

@@ -165,6 +165,16 @@ def test_a_small_face_in_the_coarse_picture_is_looked_at_closer_from_the_upload(
     assert 0.256 * 1.9 < scale < 0.256 * 2.1  # where 35 % of that face reaches 72 px
 
 
+def test_around_a_face_found_a_large_upload_is_not_enlarged_beyond_its_own_pixels() -> None:
+    # 121 px in a 1200 px upload (103 px at 1024): the upload itself gains too little.
+    assert finer_scale([detection(121)], (1200, 600), 1024 / 1200, CONFIG) is None
+
+
+def test_around_a_face_found_a_small_upload_is_searched_as_if_it_were_max_side() -> None:
+    scale = finer_scale([detection(91)], (512, 512), 1.0, CONFIG)  # the astronaut
+    assert scale == 2.0
+
+
 def test_nothing_found_is_looked_at_closer_within_the_pixel_budget() -> None:
     scale = finer_scale([], (12_000, 8_000), 1024 / 12_000, CONFIG)
     assert scale is not None
