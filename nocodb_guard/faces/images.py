@@ -134,13 +134,7 @@ def decode(
         try:
             image, original_size = _open_checked(data, plugin, max_pixels)
             budgets.refuse_animation(image, fmt)
-            turn = orientation.read_orientation(image)
-            upright = orientation.upright_size(original_size, turn)
-            _draft(image, _draft_side(max_side, upright, region))
-            budgets.check_decoded_size(image, fmt)
-            drafted = image.size[0] / original_size[0]
-            box = None if region is None else orientation.stored_box(region, turn, upright, drafted)
-            rgb = _normalise(image, max_side, turn, box)
+            rgb, upright = _pixels(image, fmt, original_size, max_side, region)
         except BadPicture:
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -166,6 +160,23 @@ def decode(
     return DecodedImage(
         rgb=rgb, format=fmt, original_size=original_size, upright_size=upright, region=region
     )
+
+
+def _pixels(
+    image: Image.Image,
+    fmt: str,
+    original_size: tuple[int, int],
+    max_side: int,
+    region: FaceBox | None,
+) -> tuple[npt.NDArray[np.uint8], tuple[int, int]]:
+    """The opened picture (or ``region`` of it) as dlib's input, and its upright size."""
+    turn = orientation.read_orientation(image)
+    upright = orientation.upright_size(original_size, turn)
+    _draft(image, _draft_side(max_side, upright, region))
+    budgets.check_decoded_size(image, fmt)
+    drafted = image.size[0] / original_size[0]
+    box = None if region is None else orientation.stored_box(region, turn, upright, drafted)
+    return _normalise(image, max_side, turn, box), upright
 
 
 def _short(exc: BaseException) -> str:
