@@ -88,7 +88,12 @@ class Action(StrEnum):
 
 @dataclass(frozen=True)
 class FaceBox:
-    """A detected face in the coordinates of the (downscaled) analysed image."""
+    """A face's box in pixels: of the upload as it stands upright, once analysed.
+
+    The engine and the detectors work in the pixels of whatever picture they are given;
+    :mod:`nocodb_guard.faces.scan` turns every box it reports into the upload's own
+    pixels, so that sizes mean the same whatever the picture was downscaled to.
+    """
 
     top: int
     right: int
@@ -108,9 +113,43 @@ class FaceBox:
         """The smaller side: what decides whether a face is big enough to judge."""
         return min(self.width, self.height)
 
+    def scaled(self, factor: float) -> FaceBox:
+        """The same box in a picture ``factor`` times the size (rounded to whole pixels)."""
+        return FaceBox(
+            top=round(self.top * factor),
+            right=round(self.right * factor),
+            bottom=round(self.bottom * factor),
+            left=round(self.left * factor),
+        )
+
     def as_css(self) -> tuple[int, int, int, int]:
         """(top, right, bottom, left): the order face_recognition uses."""
         return (self.top, self.right, self.bottom, self.left)
+
+
+class Ignored(StrEnum):
+    """Why a detection does not count as a face of the picture."""
+
+    TOO_SMALL = "too_small"
+    """The only face is smaller than ``min_face_px`` even in the upload's own pixels."""
+    BACKGROUND = "background"
+    """Smaller than ``min_face_ratio`` times the largest face: a face in the background."""
+    NOT_CONFIRMED = "not_confirmed"
+    """A second detector found no face there (dlib's HOG sees faces in patches and prints)."""
+
+
+@dataclass(frozen=True)
+class SeenFace:
+    """One detection as the analysis judged it: for ``explain``, never for a verdict.
+
+    ``box`` is in the upload's own pixels; ``scale`` is the size of the picture it was
+    found in over the upload's (0.25: found in a picture a quarter of the upload's size;
+    above 1: in an enlarged one); ``ignored`` is None for a face that counts.
+    """
+
+    box: FaceBox
+    scale: float
+    ignored: Ignored | None = None
 
 
 @dataclass(frozen=True)
@@ -121,7 +160,8 @@ class PictureAnalysis:
     unreadable, too large, animated), or to ``transient_error`` when the picture could not
     be analysed at all (its worker died or hit the time limit); then ``faces`` is empty.
     ``distances`` holds the distance of the single face to each reference, and is empty
-    unless exactly one face was kept.
+    unless exactly one face was kept. ``faces`` (boxes in the upload's pixels) are the
+    faces that count; ``seen`` is every detection with its scale and why it was ignored.
     """
 
     name: str
@@ -132,6 +172,7 @@ class PictureAnalysis:
     analysed_size: tuple[int, int] | None = None
     faces: tuple[FaceBox, ...] = ()
     ignored_faces: int = 0
+    seen: tuple[SeenFace, ...] = ()
     distances: tuple[float, ...] = ()
     seconds: float = 0.0
 

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from nocodb_guard.models import Decision, PictureAnalysis, RowOutcome, Verdict
+from nocodb_guard.models import Decision, PictureAnalysis, RowOutcome, SeenFace, Verdict
 
 
 @dataclass
@@ -74,8 +74,20 @@ def picture_json(picture: PictureAnalysis) -> dict[str, Any]:
         "faces": len(picture.faces),
         "boxes": [{"width": b.width, "height": b.height} for b in picture.faces],
         "ignored_faces": picture.ignored_faces,
+        "seen": [_seen_json(face) for face in picture.seen],
         "distance": _round(picture.distance),
         "seconds": round(picture.seconds, 4),
+    }
+
+
+def _seen_json(face: SeenFace) -> dict[str, Any]:
+    """One detection: its box in the upload's pixels, the scale it was judged at, and why not."""
+    box = face.box
+    return {
+        "box": {"left": box.left, "top": box.top, "right": box.right, "bottom": box.bottom},
+        "size": box.size,
+        "scale": round(face.scale, 3),
+        "ignored": face.ignored.value if face.ignored is not None else None,
     }
 
 
@@ -104,6 +116,12 @@ def explain_text(data: dict[str, Any]) -> str:
     lines.append(f"  decoded {data['format']} {size}, analysed at {analysed}")
     boxes = ", ".join(f"{b['width']}x{b['height']}" for b in data["boxes"]) or "none"
     lines.append(f"  faces: {data['faces']} ({boxes}); ignored: {data['ignored_faces']}")
+    for face in data["seen"]:
+        box, why = face["box"], face["ignored"] or "counted"
+        lines.append(
+            f"    {face['size']} px face at ({box['left']},{box['top']})-({box['right']},"
+            f"{box['bottom']}) of the upload, judged at scale {face['scale']:.2f}: {why}"
+        )
     for name, distance in data["distances"].items():
         lines.append(f"  distance to {name}: {distance:.3f}")
     lines.append(f"  time: {data['seconds']:.2f}s")

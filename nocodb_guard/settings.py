@@ -173,14 +173,21 @@ class Settings(BaseSettings):
     at 50 MP (``images.FULL_DECODE_MAX_PIXELS``); Pillow's own hard limit (~179 MP) holds.
     """
     max_side: int = Field(default=1024, ge=128)
-    """Longest side pictures are downscaled to before detection (same faces, 3-4x faster)."""
+    """Longest side of the coarse picture faces are first searched in (faces.scan)."""
     detection_model: Literal["hog", "cnn"] = "hog"
-    upsample: int = Field(default=1, ge=0, le=3)
-    """HOG upsampling passes: 1 finds faces down to about 40 px at ``max_side``."""
+    upsample: int = Field(default=0, ge=0, le=3)
+    """Upsampling passes of the coarse search (0: faces of 72 px and more at ``max_side``).
+
+    Smaller faces are looked for by a closer look only where they matter (faces.scan):
+    1 makes every picture pay four times the search for what the closer look finds."""
     min_face_px: int = Field(default=40, ge=1)
-    """Faces smaller than this (in the analysed image) are too small to judge."""
+    """A lone face smaller than this, in the upload's own pixels, is too small to judge."""
     min_face_ratio: float = Field(default=0.35, ge=0.0, le=1.0)
     """Faces smaller than this fraction of the largest face are background noise, ignored."""
+    refine_pixels: int = Field(default=8_000_000, ge=1_000_000, le=50_000_000)
+    """Most pixels a closer look decodes or searches (faces.scan): bounds its time and memory."""
+    encode_face_px: int = Field(default=200, ge=100, le=1000)
+    """A face is encoded from a view where it is at least this wide, when the upload has it."""
     num_jitters: int = Field(default=1, ge=1, le=100)
     picture_timeout: float = Field(default=60.0, gt=0)
     """Wall-clock seconds one picture may take in a face worker; past it the worker is

@@ -1,7 +1,7 @@
-"""Face detection and encoding: the only module that imports face_recognition / dlib.
+"""Face detection and encoding: the only module that imports dlib and its models.
 
 Everything else talks to a :class:`FaceEngine`, so that pure logic is tested without
-dlib and the heavy import (about 1 s: four models are loaded) happens once per process.
+dlib and the heavy loading (about 1 s: the models of :class:`Models`) happens once per process.
 
 How many faces a picture holds (:func:`select_faces`)
 -----------------------------------------------------
@@ -12,13 +12,18 @@ dlib's HOG detector does produce such detections. On scikit-image's ``astronaut.
 on her suit as a "face" of the same size (90 px, score 0.12), so the size filters
 (``min_face_px``, ``min_face_ratio``) cannot tell them apart.
 
-The rule: detections smaller than ``min_face_px`` are too small to judge; detections
-smaller than ``min_face_ratio`` times the largest one are background; of the rest, the one
-the detector is most sure of is a face, and **every further one counts only when a second,
-independent detector confirms it**: dlib's CNN face detector (shipped with
+The rule (sizes in the upload's own pixels, see :mod:`~nocodb_guard.faces.scan`):
+detections smaller than ``min_face_ratio`` times the largest one are background; of the
+rest, the one the detector is most sure of is a face, and **every further one counts only
+when a second, independent detector confirms it**: dlib's CNN face detector (shipped with
 face_recognition_models) run on a crop around the candidate (the box plus half its width
 on each side, scaled so the face is about 100 px wide). Only pictures where HOG sees
-several faces pay for it: about 0.1-0.5 s per extra candidate on one core.
+several faces pay for it: about 0.1-0.5 s per extra candidate on one core. Then, and only
+then, size: two or more confirmed faces are several faces whatever their size (eight
+faces of 35 px are a group photo, not "a face too small"); a lone face smaller than
+``min_face_px`` is too small to judge. (Before, detections under ``min_face_px`` were
+dropped first, which turned a group of small faces into "the only face is too small".)
+The measurements below were made at upsample 1 on pictures of at most 1024 px.
 
 Measured at 1024 px longest side (pictures smaller than that as they are), HOG upsample 1,
 face_recognition 1.3.0, dlib 20.0, and again with each picture rescaled to 400-1024 px:
@@ -61,6 +66,7 @@ accept that.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import sys
 import threading
@@ -72,11 +78,17 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
-from PIL import Image, ImageFile
+from PIL import Image
 
 from nocodb_guard.errors import FaceStackError
 from nocodb_guard.faces.cpu import require_avx
-from nocodb_guard.models import FaceBox
+from nocodb_guard.models import FaceBox, Ignored
+
+#: The smallest face box dlib's HOG detector reports without upsampling, in pixels of the
+#: picture it searches (its boxes step by 1.2: 72, 86, 103, 124, ... measured on
+#: ``shared/faces``); each upsampling pass halves it. Smaller faces are not found, so
+#: :mod:`~nocodb_guard.faces.scan` enlarges the picture where they matter.
+REACH_PX = 72
 
 #: Half the face width added on each side of a candidate before the CNN looks at it: enough
 #: context for the CNN, small enough to stay fast (measured: 0.25 and 1.0 give the same
@@ -86,8 +98,8 @@ CONFIRM_MARGIN = 0.5
 #: 80 px. At 80 px the child of obama_and_biden.jpg scored 0.53-0.84, at 100 px 0.99-1.10.
 CONFIRM_FACE_PX = 100
 
-#: face_recognition keeps its dlib models in module globals, shared by every engine of a
-#: process, and dlib's encoder is not thread-safe: the reference store and an in-process
+#: The dlib models are loaded once per process (:func:`load_models`) and shared by every
+#: engine, and dlib's encoder is not thread-safe: the reference store and an in-process
 #: analyser may run at the same time, so every dlib call of this module holds this lock.
 #: (Worker processes each have their own models; the lock costs them nothing.)
 _DLIB_LOCK = threading.Lock()
@@ -131,43 +143,36 @@ def select_faces(
     min_face_px: int,
     min_face_ratio: float,
     confirm: Callable[[FaceBox], bool] | None = None,
-) -> tuple[list[FaceBox], list[FaceBox]]:
-    """Split detections into (kept, ignored); see the module docstring for the rule.
+) -> tuple[list[FaceBox], list[tuple[FaceBox, Ignored]]]:
+    """Split detections into (kept, ignored with why); see the module docstring for the rule.
 
-    ``kept`` is ordered by score, the surest face first. ``confirm`` is asked only about
-    candidates after the first (None: every candidate counts). A picture whose
-    detections are all below ``min_face_px`` yields ``([], everything)``: "too small to
-    judge", not "no face".
+    Boxes are in the upload's own pixels, so ``min_face_px`` means the same at every
+    scale. ``kept`` is ordered by score, the surest face first. ``confirm`` is asked only
+    about candidates after the first (None: every candidate counts). Size decides which
+    detections are background (``min_face_ratio`` of the largest), never whether there
+    are several faces: a group of small faces is a group. Only a lone face below
+    ``min_face_px`` is "too small to judge" (``([], [(box, TOO_SMALL), ...])``).
     """
-    big = [d for d in detections if d.box.size >= min_face_px]
-    ignored = [d.box for d in detections if d.box.size < min_face_px]
-    if not big:
-        return [], ignored
-    largest = max(d.box.size for d in big)
-    candidates: list[Detection] = []
-    for detection in big:
-        if detection.box.size >= min_face_ratio * largest:
-            candidates.append(detection)
-        else:
-            ignored.append(detection.box)
-    candidates.sort(key=lambda d: d.score, reverse=True)
+    if not detections:
+        return [], []
+    largest = max(d.box.size for d in detections)
+    ignored = [
+        (d.box, Ignored.BACKGROUND) for d in detections if d.box.size < min_face_ratio * largest
+    ]
+    candidates = sorted(
+        (d for d in detections if d.box.size >= min_face_ratio * largest),
+        key=lambda d: d.score,
+        reverse=True,
+    )
     kept = [candidates[0].box]
     for extra in candidates[1:]:
         if confirm is None or confirm(extra.box):
             kept.append(extra.box)
         else:
-            ignored.append(extra.box)
+            ignored.append((extra.box, Ignored.NOT_CONFIRMED))
+    if len(kept) == 1 and kept[0].size < min_face_px:
+        return [], [(kept[0], Ignored.TOO_SMALL), *ignored]
     return kept, ignored
-
-
-def find_faces(
-    engine: FaceEngine, rgb: npt.NDArray[np.uint8], min_face_px: int, min_face_ratio: float
-) -> tuple[list[FaceBox], list[FaceBox]]:
-    """Detect and select with the engine's second opinion: what every caller should use."""
-    detections = engine.detect(rgb)
-    return select_faces(
-        detections, min_face_px, min_face_ratio, confirm=lambda box: engine.confirm(rgb, box)
-    )
 
 
 def face_distances(
@@ -177,34 +182,50 @@ def face_distances(
     return [float(d) for d in np.linalg.norm(references - encoding, axis=1)]
 
 
-def import_face_recognition() -> ModuleType:
-    """Import face_recognition, turning its ``quit()`` into :class:`FaceStackError`.
+@dataclass(frozen=True)
+class Models:
+    """The dlib models a verdict needs, and nothing else.
 
-    face_recognition calls ``quit()`` (SystemExit with status 0!) when
-    face_recognition_models, or the pkg_resources it needs (gone in setuptools 81), cannot
-    be imported: a service would stop silently and "successfully". It also sets
-    ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES = True`` for the whole process, which would let
-    half-downloaded uploads decode as grey-padded pictures; that is undone here.
+    face_recognition's ``api`` module loads five models when it is imported, among them the
+    68-point landmark predictor (a 100 MB file, about 85 MiB resident) that no verdict uses:
+    face_recognition encodes with the 5-point one. Every face worker paid for it. These are
+    loaded from face_recognition_models' files directly: 155 MiB -> 70 MiB per process
+    (measured with /proc/self/status after loading, dlib 20.0).
+    """
+
+    dlib: ModuleType
+    hog: Any
+    cnn: Any
+    landmarks_5: Any
+    encoder: Any
+
+
+@functools.cache
+def load_models() -> Models:
+    """Load the models, turning a broken face stack into :class:`FaceStackError`.
+
+    face_recognition_models needs pkg_resources (gone in setuptools 81); dlib needs AVX.
     """
     require_avx()
     try:
-        # Its "Please install face_recognition_models" goes to stderr, never into the
-        # stdout of a ``--json`` command.
         with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
             # face_recognition_models imports pkg_resources, deprecated but pinned on purpose
             # (setuptools<81): the warning would print once per worker process.
             warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
-            module = importlib.import_module("face_recognition")
-    except SystemExit as exc:
-        raise FaceStackError(
-            "face_recognition cannot load its models (face_recognition_models or "
-            f"pkg_resources missing): {FIX_HINT}"
-        ) from exc
+            dlib = importlib.import_module("dlib")
+            files = importlib.import_module("face_recognition_models")
     except ImportError as exc:
-        raise FaceStackError(f"cannot import face_recognition / dlib ({exc}): {FIX_HINT}") from exc
-    finally:
-        ImageFile.LOAD_TRUNCATED_IMAGES = False
-    return module
+        raise FaceStackError(f"cannot import dlib / its models ({exc}): {FIX_HINT}") from exc
+    try:
+        return Models(
+            dlib=dlib,
+            hog=dlib.get_frontal_face_detector(),
+            cnn=dlib.cnn_face_detection_model_v1(files.cnn_face_detector_model_location()),
+            landmarks_5=dlib.shape_predictor(files.pose_predictor_five_point_model_location()),
+            encoder=dlib.face_recognition_model_v1(files.face_recognition_model_location()),
+        )
+    except RuntimeError as exc:  # dlib's "Unable to open ..." for a missing model file
+        raise FaceStackError(f"cannot load dlib's models ({exc}): {FIX_HINT}") from exc
 
 
 def as_dlib_image(rgb: npt.NDArray[Any]) -> npt.NDArray[np.uint8]:
@@ -225,7 +246,7 @@ def _box_from_rect(rect: Any, height: int, width: int) -> FaceBox:
 
 
 class DlibFaceEngine:
-    """face_recognition / dlib behind :class:`FaceEngine`.
+    """dlib (face_recognition's models and recipe) behind :class:`FaceEngine`.
 
     ``model``: ``hog`` (default; fast, frontal faces) or ``cnn`` (dlib's MMOD CNN: more
     poses, but 10-100x slower on a CPU). ``upsample``: how many times the picture is
@@ -242,10 +263,9 @@ class DlibFaceEngine:
             raise ValueError(f"model must be 'hog' or 'cnn', not {model!r}")
         if upsample < 0 or num_jitters < 1:
             raise ValueError("upsample must be >= 0 and num_jitters >= 1")
-        self._fr = import_face_recognition()
-        api = self._fr.api
-        self._hog = api.face_detector
-        self._cnn = api.cnn_face_detector
+        self._models = load_models()
+        self._hog = self._models.hog
+        self._cnn = self._models.cnn
         self.model = model
         self.upsample = upsample
         self.num_jitters = num_jitters
@@ -280,12 +300,14 @@ class DlibFaceEngine:
         )
 
     def encode(self, rgb: npt.NDArray[np.uint8], box: FaceBox) -> npt.NDArray[np.float64]:
+        """face_recognition's ``face_encodings`` for one known box, without its api module."""
         image = as_dlib_image(rgb)
+        models = self._models
+        rect = models.dlib.rectangle(box.left, box.top, box.right, box.bottom)
         with _DLIB_LOCK:
-            encodings = self._fr.face_encodings(
-                image, known_face_locations=[box.as_css()], num_jitters=self.num_jitters
-            )
-        return np.asarray(encodings[0], dtype=np.float64)
+            shape = models.landmarks_5(image, rect)
+            encoding = models.encoder.compute_face_descriptor(image, shape, self.num_jitters)
+        return np.asarray(encoding, dtype=np.float64)
 
 
 def _crop_for_confirmation(

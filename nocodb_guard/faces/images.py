@@ -43,9 +43,9 @@ import numpy.typing as npt
 from PIL import Image, ImageFile
 
 from nocodb_guard.errors import BadPicture
-from nocodb_guard.faces import budgets
+from nocodb_guard.faces import budgets, orientation
 from nocodb_guard.faces.formats import PILLOW_PLUGIN, sniff
-from nocodb_guard.models import Reason
+from nocodb_guard.models import FaceBox, Reason
 
 #: Longest side over shortest side beyond which a picture cannot be a photo of a face
 #: (phone panoramas stay well under it). Such strips would also shrink to a 0-px side.
@@ -62,8 +62,6 @@ FULL_DECODE_MAX_PIXELS = 50_000_000
 #: LANCZOS alone 280 ms; for face detection the sharper kernels buy nothing visible.
 RESAMPLE = Image.Resampling.BILINEAR
 REDUCING_GAP = 2.0
-#: EXIF tag number of Orientation.
-ORIENTATION_TAG = 0x0112
 
 #: What Pillow and its plugins raise on hostile or broken input in practice.
 _DECODER_ERRORS: tuple[type[BaseException], ...] = (
@@ -89,12 +87,22 @@ class DecodedImage:
 
     ``format`` is the sniffed format (``JPEG``, ``PNG``, ``WEBP``, ``GIF``, ``TIFF``,
     ``BMP``, ``HEIF``); ``original_size`` is the source's (width, height) as stored,
-    before orientation and downscaling.
+    before orientation and downscaling; ``upright_size`` the same once upright (the
+    upload's own pixels, in which face sizes are judged). ``region`` is the part of the
+    upright picture ``rgb`` shows (None: all of it).
     """
 
     rgb: npt.NDArray[np.uint8]
     format: str
     original_size: tuple[int, int]
+    upright_size: tuple[int, int]
+    region: FaceBox | None = None
+
+    @property
+    def scale(self) -> float:
+        """Pixels of ``rgb`` per pixel of the upload: 0.25 for a picture shrunk to a quarter."""
+        width = self.region.width if self.region is not None else self.upright_size[0]
+        return float(self.rgb.shape[1]) / max(width, 1)
 
     @property
     def analysed_size(self) -> tuple[int, int]:
@@ -102,8 +110,16 @@ class DecodedImage:
         return (int(self.rgb.shape[1]), int(self.rgb.shape[0]))
 
 
-def decode(data: bytes, *, max_pixels: int, max_side: int) -> DecodedImage:
-    """Decode untrusted bytes; raise :class:`nocodb_guard.errors.BadPicture` on anything wrong."""
+def decode(
+    data: bytes, *, max_pixels: int, max_side: int, region: FaceBox | None = None
+) -> DecodedImage:
+    """Decode untrusted bytes; raise :class:`nocodb_guard.errors.BadPicture` on anything wrong.
+
+    With ``region`` (a box in the upright picture's pixels) only that part is returned, its
+    longest side at most ``max_side``: a closer look at one face. A JPEG is then decoded
+    at the smallest libjpeg scale that keeps the region's detail, never larger, and every
+    budget is counted on what is really decoded, exactly as for the whole picture.
+    """
     if max_pixels < 1 or max_side < 1:
         raise ValueError("max_pixels and max_side must be positive")
     fmt = sniff(data)
@@ -118,9 +134,7 @@ def decode(data: bytes, *, max_pixels: int, max_side: int) -> DecodedImage:
         try:
             image, original_size = _open_checked(data, plugin, max_pixels)
             budgets.refuse_animation(image, fmt)
-            _draft(image, max_side)
-            budgets.check_decoded_size(image, fmt)
-            rgb = _normalise(image, max_side)
+            rgb, upright = _pixels(image, fmt, original_size, max_side, region)
         except BadPicture:
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -143,7 +157,26 @@ def decode(data: bytes, *, max_pixels: int, max_side: int) -> DecodedImage:
             raise BadPicture(
                 Reason.UNREADABLE, f"{fmt} decoder failed: {type(exc).__name__}: {_short(exc)}"
             ) from exc
-    return DecodedImage(rgb=rgb, format=fmt, original_size=original_size)
+    return DecodedImage(
+        rgb=rgb, format=fmt, original_size=original_size, upright_size=upright, region=region
+    )
+
+
+def _pixels(
+    image: Image.Image,
+    fmt: str,
+    original_size: tuple[int, int],
+    max_side: int,
+    region: FaceBox | None,
+) -> tuple[npt.NDArray[np.uint8], tuple[int, int]]:
+    """The opened picture (or ``region`` of it) as dlib's input, and its upright size."""
+    turn = orientation.read_orientation(image)
+    upright = orientation.upright_size(original_size, turn)
+    _draft(image, _draft_side(max_side, upright, region))
+    budgets.check_decoded_size(image, fmt)
+    drafted = image.size[0] / original_size[0]
+    box = None if region is None else orientation.stored_box(region, turn, upright, drafted)
+    return _normalise(image, max_side, turn, box), upright
 
 
 def _short(exc: BaseException) -> str:
@@ -197,15 +230,18 @@ def _draft(image: Image.Image, max_side: int) -> None:
         image.draft("RGB", _fit(image.size, max_side))
 
 
-def _normalise(image: Image.Image, max_side: int) -> npt.NDArray[np.uint8]:
-    """Decode the first frame, at most ``max_side``, upright, RGB: dlib's input.
+def _normalise(
+    image: Image.Image, max_side: int, turn: int, stored_box: tuple[int, int, int, int] | None
+) -> npt.NDArray[np.uint8]:
+    """The first frame (or a box of it, in stored pixels), at most ``max_side``, upright, RGB.
 
-    Downscaled *before* any change of depth or orientation: a 49 MP 16-bit picture is
-    converted at 1 MP, not at full size in float64 (1.7 GB per worker, measured).
+    Cropped and downscaled *before* any change of depth or orientation: a 49 MP 16-bit
+    picture is converted at 1 MP, not at full size in float64 (1.7 GB per worker, measured).
     """
-    orientation = _orientation(image)
     image.load()
-    rgb = _to_rgb(_upright(_downscale(image, max_side), orientation))
+    if stored_box is not None:
+        image = image.crop(stored_box)
+    rgb = _to_rgb(orientation.upright(_downscale(image, max_side), turn))
     array = np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8))
     if array.ndim != 3 or array.shape[2] != 3:
         raise BadPicture(Reason.UNREADABLE, f"normalised to an unexpected shape {array.shape}")
@@ -232,33 +268,12 @@ def _downscale(image: Image.Image, max_side: int) -> Image.Image:
     return image.resize(_fit(image.size, max_side), RESAMPLE, reducing_gap=REDUCING_GAP)
 
 
-#: EXIF orientation -> the transpose that turns the stored pixels upright.
-_UPRIGHT = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_270,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_90,
-}
-
-
-def _orientation(image: Image.Image) -> int:
-    """The EXIF orientation phones store pictures with (1: as stored).
-
-    Read from the opened file, as a resized copy has no EXIF. The pixels may still decode
-    fine when the EXIF block is malformed: the picture is then judged as stored.
-    """
-    try:
-        return int(image.getexif().get(ORIENTATION_TAG, 1))
-    except (SyntaxError, ValueError, TypeError, KeyError, IndexError, OSError, struct.error):
-        return 1
-
-
-def _upright(image: Image.Image, orientation: int) -> Image.Image:
-    method = _UPRIGHT.get(orientation)
-    return image if method is None else image.transpose(method)
+def _draft_side(max_side: int, upright: tuple[int, int], region: FaceBox | None) -> int:
+    """The longest side to decode the whole picture at so that ``region`` keeps ``max_side``."""
+    if region is None:
+        return max_side
+    longest = max(region.width, region.height, 1)
+    return max(1, round(max(upright) * min(1.0, max_side / longest)))
 
 
 def _fit(size: tuple[int, int], max_side: int) -> tuple[int, int]:

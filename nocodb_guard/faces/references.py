@@ -38,8 +38,9 @@ from nocodb_guard.settings import Settings
 
 log = structlog.get_logger(__name__)
 
-#: Bumped when the cached content changes meaning (part of every cache file name).
-CACHE_VERSION = "v1"
+#: Bumped when the cached content changes meaning (part of every cache file name); v2:
+#: faces are encoded from a view of the upload where they are large enough (faces.scan).
+CACHE_VERSION = "v2"
 ENCODING_SIZE = 128
 #: A file with one of these suffixes that does not decode is an error, not a stray file.
 IMAGE_SUFFIXES = frozenset(

@@ -21,9 +21,9 @@ import numpy as np
 import numpy.typing as npt
 
 from nocodb_guard.errors import BadPicture
-from nocodb_guard.faces import images
-from nocodb_guard.faces.engine import Detection, FaceEngine, face_distances, find_faces
-from nocodb_guard.models import FaceBox, PictureAnalysis
+from nocodb_guard.faces import images, scan
+from nocodb_guard.faces.engine import Detection, FaceEngine, face_distances, select_faces
+from nocodb_guard.models import FaceBox, PictureAnalysis, SeenFace
 from nocodb_guard.settings import Settings
 
 
@@ -34,10 +34,12 @@ class PipelineConfig:
     max_pixels: int = 120_000_000
     max_side: int = 1024
     detection_model: str = "hog"
-    upsample: int = 1
+    upsample: int = 0
     min_face_px: int = 40
     min_face_ratio: float = 0.35
     num_jitters: int = 1
+    refine_pixels: int = 8_000_000
+    encode_face_px: int = 200
     picture_timeout: float = 60.0
     worker_memory_mb: int = 2048
 
@@ -51,6 +53,8 @@ class PipelineConfig:
             min_face_px=settings.min_face_px,
             min_face_ratio=settings.min_face_ratio,
             num_jitters=settings.num_jitters,
+            refine_pixels=settings.refine_pixels,
+            encode_face_px=settings.encode_face_px,
             picture_timeout=settings.picture_timeout,
             worker_memory_mb=settings.worker_memory_mb,
         )
@@ -138,37 +142,60 @@ class LazyEngine:
 class Sight:
     """What one look at a picture found: no pixels; the face's encoding only if asked for.
 
-    ``encoding`` is set when exactly one face was kept and the caller asked for it.
+    ``faces`` (the faces that count) and every box of ``seen`` are in the upload's own
+    pixels. ``encoding`` is set when exactly one face was kept and the caller asked for it.
     """
 
     format: str
     original_size: tuple[int, int]
     analysed_size: tuple[int, int]
     faces: tuple[FaceBox, ...]
-    ignored_faces: int
+    seen: tuple[SeenFace, ...]
     encoding: npt.NDArray[np.float64] | None = None
+
+    @property
+    def ignored_faces(self) -> int:
+        return sum(1 for face in self.seen if face.ignored is not None)
 
 
 def see(data: bytes, config: PipelineConfig, engine: FaceEngine, *, encode: bool = True) -> Sight:
-    """Decode, find the faces, encode the face when there is exactly one.
+    """Decode, find the faces coarse to fine, encode the face when there is exactly one.
 
     The one way every part of the service looks at a picture (an upload in
     :func:`analyze`, a reference photo, a labelled photo in ``evaluate``), so that a
     reference or an evaluation sees a photo exactly as the sweep sees an upload. Raises
     :class:`BadPicture` when the bytes are not a usable picture: what that means is the
-    caller's to say. Faces are counted by :func:`nocodb_guard.faces.engine.find_faces`
-    (size filters, then a second opinion on every face after the first).
+    caller's to say. Where to look closer and what to encode from is
+    :mod:`nocodb_guard.faces.scan`; how faces are counted is
+    :func:`nocodb_guard.faces.engine.select_faces` (size filters in the upload's pixels,
+    then a second opinion on every face after the first).
     """
-    decoded = images.decode(data, max_pixels=config.max_pixels, max_side=config.max_side)
-    rgb = decoded.rgb
-    kept, ignored = find_faces(engine, rgb, config.min_face_px, config.min_face_ratio)
-    encoding = engine.encode(rgb, kept[0]) if encode and len(kept) == 1 else None
+    coarse = images.decode(data, max_pixels=config.max_pixels, max_side=config.max_side)
+    look = scan.Look(coarse.rgb, coarse.scale)
+    detections = scan.detect(engine, look)
+    finer = scan.finer_scale(detections, coarse.upright_size, look.scale, config)
+    closer = None if finer is None else scan.closer_look(data, coarse, finer, config)
+    if closer is not None:
+        look = closer
+        detections = scan.detect(engine, look)
+    kept, ignored = select_faces(
+        detections,
+        config.min_face_px,
+        config.min_face_ratio,
+        confirm=lambda box: engine.confirm(look.rgb, look.from_upload(box)),
+    )
+    encoding, judged_at = None, look.scale
+    if encode and len(kept) == 1:
+        view = scan.encoding_view(data, coarse, look, kept[0], config)
+        encoding, judged_at = engine.encode(view.rgb, view.from_upload(kept[0])), view.scale
+    seen = [SeenFace(box, judged_at if i == 0 else look.scale) for i, box in enumerate(kept)]
+    seen += [SeenFace(box, look.scale, why) for box, why in ignored]
     return Sight(
-        format=decoded.format,
-        original_size=decoded.original_size,
-        analysed_size=decoded.analysed_size,
+        format=coarse.format,
+        original_size=coarse.original_size,
+        analysed_size=coarse.analysed_size,
         faces=tuple(kept),
-        ignored_faces=len(ignored),
+        seen=tuple(seen),
         encoding=encoding,
     )
 
@@ -207,6 +234,7 @@ def analyze(
         analysed_size=sight.analysed_size,
         faces=sight.faces,
         ignored_faces=sight.ignored_faces,
+        seen=sight.seen,
         distances=distances,
         seconds=time.perf_counter() - started,
     )

@@ -27,9 +27,7 @@ import numpy as np
 from benchlib import FACES, OBAMA_REFERENCE, machine_line, shared_faces
 from PIL import Image
 
-from nocodb_guard.faces import images
-from nocodb_guard.faces.engine import find_faces
-from nocodb_guard.faces.see import PipelineConfig, make_engine
+from nocodb_guard.faces.see import PipelineConfig, make_engine, see
 from nocodb_guard.faces.workers import PoolAnalyzer
 
 NATIVE = 100_000
@@ -42,21 +40,16 @@ def config_for(spec: str) -> PipelineConfig:
 
 
 def reference(config: PipelineConfig) -> np.ndarray[Any, Any]:
-    engine = make_engine(config)
-    decoded = images.decode(
-        (FACES / OBAMA_REFERENCE).read_bytes(), max_pixels=config.max_pixels,
-        max_side=config.max_side,
-    )  # fmt: skip
-    kept, _ = find_faces(engine, decoded.rgb, config.min_face_px, config.min_face_ratio)
-    return engine.encode(decoded.rgb, kept[0])[None, :]
+    encoding = see((FACES / OBAMA_REFERENCE).read_bytes(), config, make_engine(config)).encoding
+    assert encoding is not None
+    return encoding[None, :]
 
 
 def face_crop() -> tuple[Image.Image, int]:
     """Obama's head from obama/obama.jpg (the face box plus half its size around), box size."""
     config = PipelineConfig(max_side=NATIVE)
     photo = Image.open(FACES / OBAMA_REFERENCE).convert("RGB")
-    rgb = np.ascontiguousarray(np.asarray(photo))
-    kept, _ = find_faces(make_engine(config), rgb, config.min_face_px, config.min_face_ratio)
+    kept = see((FACES / OBAMA_REFERENCE).read_bytes(), config, make_engine(config)).faces
     box, margin = kept[0], kept[0].size // 2
     region = (box.left - margin, box.top - margin, box.right + margin, box.bottom + margin)
     return photo.crop(region), box.size

@@ -6,6 +6,7 @@ scikit-image, written into tmp folders as an operator would.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 from pathlib import Path
@@ -307,17 +308,22 @@ def test_the_store_from_settings_uses_the_configured_folder_and_state_dir(
     assert len(list((tmp_path / "state-dir" / "reference-cache").iterdir())) == 2
 
 
+CHANGED_SETTINGS: list[dict[str, object]] = [
+    {"detection_model": "cnn"},
+    {"upsample": 2},
+    {"max_side": 800},
+    {"num_jitters": 5},
+    {"min_face_px": 60},
+    {"min_face_ratio": 0.5},
+    {"max_pixels": 50_000_000},
+    {"refine_pixels": 4_000_000},
+    {"encode_face_px": 150},
+]
+
+
 @pytest.mark.parametrize(
     "change",
-    [
-        {"detection_model": "cnn"},
-        {"upsample": 2},
-        {"max_side": 800},
-        {"num_jitters": 5},
-        {"min_face_px": 60},
-        {"min_face_ratio": 0.5},
-        {"max_pixels": 50_000_000},
-    ],
+    CHANGED_SETTINGS,
     ids=lambda change: next(iter(change)),
 )
 def test_changing_any_pipeline_setting_changes_the_reference_cache_key(
@@ -326,8 +332,18 @@ def test_changing_any_pipeline_setting_changes_the_reference_cache_key(
     assert PipelineConfig(**change).cache_key() != PipelineConfig().cache_key()  # type: ignore[arg-type]
 
 
-def test_the_time_limit_per_upload_keeps_the_reference_cache() -> None:
-    assert PipelineConfig(picture_timeout=5).cache_key() == PipelineConfig().cache_key()
+def test_every_pipeline_setting_but_the_worker_limits_is_in_the_cache_key() -> None:
+    """A new setting of the face pipeline cannot be forgotten in the key (a stale encoding)."""
+    limits = {"picture_timeout", "worker_memory_mb"}
+    fields = {f.name for f in dataclasses.fields(PipelineConfig)} - limits
+    changes = {name for change in CHANGED_SETTINGS for name in change}
+    assert changes == fields
+
+
+def test_the_worker_limits_keep_the_reference_cache() -> None:
+    unchanged = PipelineConfig().cache_key()
+    assert PipelineConfig(picture_timeout=5).cache_key() == unchanged
+    assert PipelineConfig(worker_memory_mb=1024).cache_key() == unchanged
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,8 @@
 """The face stage on real photographs: ``<repo>/../shared/faces`` (see its README.md).
 
 Every photo is decoded, counted and encoded once for the module (about 10-25 s), exactly
-as the pipeline sees an upload (decode to at most 1024 px, HOG upsample 1, size filters,
-CNN second opinion on extra faces).
+as the pipeline sees an upload (:func:`nocodb_guard.faces.see.see`: coarse to fine search,
+size filters in the upload's pixels, CNN second opinion on extra faces).
 """
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from nocodb_guard.faces import images
-from nocodb_guard.faces.engine import DlibFaceEngine, face_distances, find_faces
-from nocodb_guard.faces.see import PipelineConfig
+from nocodb_guard.faces.engine import DlibFaceEngine, face_distances
+from nocodb_guard.faces.see import PipelineConfig, see
 
 SHARED_FACES = Path(__file__).resolve().parents[2] / ".." / "shared" / "faces"
 TOLERANCE = 0.6
@@ -54,16 +53,15 @@ def photos() -> list[Photo]:
     with (SHARED_FACES / "manifest.csv").open(newline="", encoding="utf-8") as handle:
         for row in csv.DictReader(handle):
             data = (SHARED_FACES / row["file"]).read_bytes()
-            rgb = images.decode(data, max_pixels=config.max_pixels, max_side=config.max_side).rgb
-            kept, _ = find_faces(engine, rgb, config.min_face_px, config.min_face_ratio)
+            sight = see(data, config, engine)
             result.append(
                 Photo(
                     file=row["file"],
                     persons=tuple(row["persons"].split(";")),
                     expected_faces=int(row["faces"]),
                     source_photo=row["source_photo"],
-                    faces=len(kept),
-                    encoding=engine.encode(rgb, kept[0]) if len(kept) == 1 else None,
+                    faces=len(sight.faces),
+                    encoding=sight.encoding,
                 )
             )
     return result
