@@ -9,6 +9,7 @@ approved at most at 0.6.
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +19,13 @@ from nocodb_guard import samples
 from nocodb_guard.faces.engine import DlibFaceEngine, face_distances
 from nocodb_guard.faces.see import PipelineConfig, make_engine, see
 from nocodb_guard.trust import swaps
+from nocodb_guard.trust.evaluate import (
+    evaluate_dir,
+    make_photo_encoder,
+    make_swap_encoder,
+    render_text,
+)
+from nocodb_guard.trust.evaluate.report import SwapDirection
 
 CONFIG = PipelineConfig()
 TOLERANCE = 0.6
@@ -140,3 +148,23 @@ def test_no_strangers_face_on_the_politicians_head_is_approved_at_the_default_to
         n: d for n, d in strangers_on_politicians.items() if d is not None and d <= TOLERANCE
     }
     assert approved == {}
+
+
+def test_evaluate_swaps_judges_real_swaps_both_ways_and_labels_them_synthetic(
+    engine: DlibFaceEngine, tmp_path: Path
+) -> None:
+    (tmp_path / "grace_hopper").mkdir()
+    (tmp_path / "grace_hopper" / "portrait.jpg").write_bytes(samples.grace_hopper_jpeg())
+    (tmp_path / "astronaut").mkdir()
+    (tmp_path / "astronaut" / "portrait.png").write_bytes(samples.astronaut_png())
+    report = evaluate_dir(
+        tmp_path,
+        encode_photo=make_photo_encoder(CONFIG, engine),
+        mode="self",
+        encode_swap=make_swap_encoder(CONFIG, engine),
+    )
+    for politician in report.politicians:
+        for direction in SwapDirection:
+            [swap] = politician.swaps_of(direction)
+            assert swap.distance is not None and swap.distance > 0.3
+    assert "synthetic face swaps" in render_text(report)
