@@ -64,6 +64,8 @@ def swap(face: Portrait, head: Portrait) -> RGB:
     height, width = head.rgb.shape[:2]
     mask = _feathered_hull(head.landmarks, (width, height))
     rows, cols = np.nonzero(mask > 0)
+    if not len(rows):  # landmarks entirely outside the picture: nothing to paste onto
+        return head.rgb.copy()
     top, bottom, left, right = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
     ys, xs = np.mgrid[top:bottom, left:right]
     grid = np.column_stack([xs.ravel(), ys.ravel()]).astype(np.float64)
