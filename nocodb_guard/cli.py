@@ -6,10 +6,9 @@ Exit codes (stable, documented in the README):
 0     done (sweep: every row decided; health: healthy; check: no problem;
       evaluate: no false approval or rejection at the configured tolerances;
       history: some decision matched)
-1     some rows deferred / health failing / check found problems /
-      ``sweep --recheck-approved`` (without ``--apply``): some approved row would now be
-      rejected or sent to review / evaluate: false approvals or rejections /
-      history: nothing matched
+1     some rows deferred / health failing / check found problems / ``sweep --recheck-approved``
+      (without ``--apply``): some approved row would now be rejected or sent to review / evaluate:
+      false approvals, false rejections or approved swaps of a stranger / history: nothing matched
 2     bad settings, bad references or a broken face stack
 3     NocoDB unreachable or the token / table refused
 4     another sweep is already running on this host
@@ -116,6 +115,7 @@ def _add_trust_commands(sub: Subparsers[argparse.ArgumentParser]) -> None:
                           help="draw references from DIR itself, one source photo at a time")
     evaluate.add_argument("--json", action="store_true")
     evaluate.add_argument("--plot", type=Path, metavar="PNG", help="write a distance plot")
+    evaluate.add_argument("--swaps", action="store_true", help="add synthetic face swaps (slow)")
 
     history = sub.add_parser("history", help="why was a row decided as it was")
     history.add_argument("--row", type=int)
@@ -350,10 +350,11 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     config = PipelineConfig.from_settings(settings)
     report = evaluate.evaluate_dir(
         args.directory,
-        encode_photo=evaluate.make_photo_encoder(config, make_engine(config)),
+        encode_photo=evaluate.make_photo_encoder(config, engine := make_engine(config)),
         mode="self" if args.self_mode else "configured",
         targets=() if args.self_mode else evaluate.configured_targets(settings),
         tolerance=settings.tolerance,
+        encode_swap=evaluate.make_swap_encoder(config, engine) if args.swaps else None,
     )
     if args.json:
         _print_json(evaluate.to_json(report))
@@ -361,7 +362,7 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
         print(evaluate.render_text(report))
     if args.plot:  # after the report: a missing matplotlib must not cost the measurements
         evaluate.plot_png(report, args.plot)
-    return EXIT_DEFERRED if report.false_approvals or report.false_rejections else EXIT_OK
+    return EXIT_OK if report.passed else EXIT_DEFERRED
 
 
 def cmd_history(args: argparse.Namespace, settings: Settings) -> int:

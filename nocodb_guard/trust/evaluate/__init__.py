@@ -24,9 +24,10 @@ These photos are the admin's own labelled photos, not uploads; their encodings a
 once and kept in memory only, never written anywhere.
 
 The package follows the data: :mod:`.photos` reads DIR and the targets, :mod:`.encoder` sees
-each photo as the pipeline does, :mod:`.run` and :mod:`.compare` measure, :mod:`.calibration`
-and :mod:`.diagnosis` are the statistics, and :mod:`.output_text`, :mod:`.output_json` and
-:mod:`.output_plot` present the :class:`~.report.EvaluationReport`.
+each photo as the pipeline does, :mod:`.run` and :mod:`.compare` measure, :mod:`.swapped` adds
+synthetic face swaps (``--swaps``), :mod:`.calibration` and :mod:`.diagnosis` are the
+statistics, and :mod:`.output_text`, :mod:`.output_json` and :mod:`.output_plot` present the
+:class:`~.report.EvaluationReport`.
 """
 
 from __future__ import annotations
@@ -43,16 +44,19 @@ from nocodb_guard.trust.evaluate.photos import (
 )
 from nocodb_guard.trust.evaluate.report import EvaluationReport
 from nocodb_guard.trust.evaluate.run import evaluate_dir
+from nocodb_guard.trust.evaluate.swapped import SwapEncoder, make_swap_encoder
 
 __all__ = [
     "EncodePhoto",
     "EvaluationReport",
     "LabelledPhoto",
     "PhotoEncoding",
+    "SwapEncoder",
     "Target",
     "configured_targets",
     "evaluate_dir",
     "make_photo_encoder",
+    "make_swap_encoder",
     "plot_png",
     "read_labelled_photos",
     "render_text",

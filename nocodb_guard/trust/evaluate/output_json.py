@@ -5,7 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from nocodb_guard.trust.evaluate.calibration import Suggestion, ToleranceRow
-from nocodb_guard.trust.evaluate.report import EvaluationReport, PhotoNote, PoliticianResult
+from nocodb_guard.trust.evaluate.report import (
+    EvaluationReport,
+    PhotoNote,
+    PoliticianResult,
+    SwapDirection,
+)
 
 
 def to_json(report: EvaluationReport) -> dict[str, Any]:
@@ -15,6 +20,7 @@ def to_json(report: EvaluationReport) -> dict[str, Any]:
         "directory": report.directory,
         "false_approvals": report.false_approvals,
         "false_rejections": report.false_rejections,
+        "swap_approvals": report.swap_approvals,
         "politicians": [_politician_json(p) for p in report.politicians],
         "overall": {
             "table": [_row_json(r) for r in report.overall_table],
@@ -57,6 +63,23 @@ def _politician_json(result: PoliticianResult) -> dict[str, Any]:
         "table": [_row_json(r) for r in result.table],
         "suggestion": _suggestion_json(result.suggestion),
         "notes": list(result.notes),
+        "swaps": _swaps_json(result),
+    }
+
+
+def _swaps_json(result: PoliticianResult) -> dict[str, Any]:
+    """Synthetic swaps per direction (empty without ``--swaps``); ``null``: not one face."""
+    return {
+        direction.value: [
+            {
+                "face": s.face,
+                "head": s.head,
+                "distance": _rounded(s.distance),
+                "approved": s.approved(result.tolerance),
+            }
+            for s in result.swaps_of(direction)
+        ]
+        for direction in SwapDirection
     }
 
 

@@ -7,7 +7,17 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from nocodb_guard.trust.evaluate.calibration import Suggestion, ToleranceRow
-from nocodb_guard.trust.evaluate.report import EvaluationReport, PhotoNote, PoliticianResult
+from nocodb_guard.trust.evaluate.report import (
+    EvaluationReport,
+    PhotoNote,
+    PoliticianResult,
+    SwapDirection,
+)
+
+SWAP_LABELS = {
+    SwapDirection.POLITICIAN_FACE: "politician's face on other heads",
+    SwapDirection.STRANGER_FACE: "other faces on the politician's head",
+}
 
 
 def render_text(report: EvaluationReport) -> str:
@@ -18,6 +28,8 @@ def render_text(report: EvaluationReport) -> str:
         f"{report.false_rejections} (at the configured tolerance(s))",
         "",
     ]
+    if any(p.swaps for p in report.politicians):
+        lines[2:2] = [f"synthetic swaps of a stranger's face approved: {report.swap_approvals}", ""]
     for result in report.politicians:
         lines.extend(_politician_text(result))
     lines.extend(_table_text("All politicians pooled", report.overall_table))
@@ -42,6 +54,7 @@ def _politician_text(result: PoliticianResult) -> list[str]:
         f"{result.impostor_rejected} rejected{_range(result.impostor_distances)}",
     ]
     lines.extend(f"  note: {note}" for note in result.notes)
+    lines.extend(_swaps_text(result))
     lines.extend(
         text_histogram(
             result.genuine_distances, result.impostor_distances, tolerance=result.tolerance
@@ -51,6 +64,28 @@ def _politician_text(result: PoliticianResult) -> list[str]:
     if result.suggestion is not None:
         lines.append(f"  suggestion: {_suggestion_text(result.suggestion)}")
     lines.append("")
+    return lines
+
+
+def _swaps_text(result: PoliticianResult) -> list[str]:
+    """Synthetic swaps, apart from the photos; every approved stranger's face named."""
+    if not result.swaps:
+        return []
+    lines = ["  synthetic face swaps (--swaps: built from the photos, not photos themselves):"]
+    for direction, label in SWAP_LABELS.items():
+        swaps = result.swaps_of(direction)
+        approved = sum(s.approved(result.tolerance) for s in swaps)
+        distances = [s.distance for s in swaps if s.distance is not None]
+        unseen = len(swaps) - len(distances)
+        lines.append(
+            f"    {label}: {len(swaps)} swaps, {approved} approved, {len(swaps) - approved} "
+            f"rejected ({unseen} not seen as one face){_range(distances)}"
+        )
+    lines.extend(
+        f"    ! APPROVED: {s.face}'s face on {s.head}'s head, distance {s.distance:.3f}"
+        for s in result.swaps_of(SwapDirection.STRANGER_FACE)
+        if s.distance is not None and s.approved(result.tolerance)
+    )
     return lines
 
 

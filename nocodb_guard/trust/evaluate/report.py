@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Literal
 
 from nocodb_guard.trust.evaluate import calibration
@@ -19,6 +20,29 @@ class Comparison:
     probe: str
     reference: str
     distance: float
+
+
+class SwapDirection(StrEnum):
+    """Which way a synthetic face swap (``evaluate --swaps``) goes, seen from a politician."""
+
+    POLITICIAN_FACE = "politician_face_on_other_head"
+    """The politician's face on someone else's head: a crude deepfake *of* the politician."""
+    STRANGER_FACE = "stranger_face_on_politician_head"
+    """Someone else's face on the politician's head: approving it publishes a stranger."""
+
+
+@dataclass(frozen=True)
+class SwapComparison:
+    """One synthetic swap against the politician's references (``evaluate --swaps``)."""
+
+    direction: SwapDirection
+    face: str
+    head: str
+    distance: float | None
+    """None when the swap was not seen as exactly one face (an upload of it is rejected)."""
+
+    def approved(self, tolerance: float) -> bool:
+        return self.distance is not None and self.distance <= tolerance
 
 
 @dataclass(frozen=True)
@@ -47,6 +71,17 @@ class PoliticianResult:
     notes: list[str] = field(default_factory=list)
     table: list[ToleranceRow] = field(default_factory=list)
     suggestion: Suggestion | None = None
+    swaps: list[SwapComparison] = field(default_factory=list)
+    """Synthetic, never mixed into genuine or impostor: see :mod:`.swapped`."""
+
+    def swaps_of(self, direction: SwapDirection) -> list[SwapComparison]:
+        return [s for s in self.swaps if s.direction is direction]
+
+    @property
+    def swap_approvals(self) -> int:
+        """Strangers' faces on the politician's head that would be approved."""
+        stranger = self.swaps_of(SwapDirection.STRANGER_FACE)
+        return sum(s.approved(self.tolerance) for s in stranger)
 
     @property
     def genuine_distances(self) -> list[float]:
@@ -97,3 +132,13 @@ class EvaluationReport:
     def false_rejections(self) -> int:
         """Genuine photos rejected, each politician at its configured tolerance."""
         return sum(p.false_rejections for p in self.politicians)
+
+    @property
+    def swap_approvals(self) -> int:
+        """Synthetic swaps of a stranger's face onto a politician's head that pass."""
+        return sum(p.swap_approvals for p in self.politicians)
+
+    @property
+    def passed(self) -> bool:
+        """No false approval or rejection, and no stranger's swap approved (exit code 0)."""
+        return not (self.false_approvals or self.false_rejections or self.swap_approvals)

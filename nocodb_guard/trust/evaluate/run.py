@@ -8,10 +8,11 @@ from pathlib import Path
 from nocodb_guard.errors import ConfigError
 from nocodb_guard.trust.evaluate import calibration
 from nocodb_guard.trust.evaluate.compare import Probe, configured_results, self_results
-from nocodb_guard.trust.evaluate.diagnosis import diagnose_references
+from nocodb_guard.trust.evaluate.diagnosis import Encoding, diagnose_references
 from nocodb_guard.trust.evaluate.encoder import EncodePhoto, PhotoEncoding, once_per_file
 from nocodb_guard.trust.evaluate.photos import LabelledPhoto, Target, read_labelled_photos
-from nocodb_guard.trust.evaluate.report import EvaluationReport, Mode, PhotoNote
+from nocodb_guard.trust.evaluate.report import EvaluationReport, Mode, PhotoNote, PoliticianResult
+from nocodb_guard.trust.evaluate.swapped import SwapEncoder, add_swaps, originals
 
 
 def evaluate_dir(
@@ -22,11 +23,13 @@ def evaluate_dir(
     targets: Sequence[Target] = (),
     tolerance: float = calibration.SAME_PERSON_DISTANCE,
     table_tolerances: Sequence[float] = calibration.DEFAULT_TABLE_TOLERANCES,
+    encode_swap: SwapEncoder | None = None,
 ) -> EvaluationReport:
     """Encode every photo once, compare, and summarise.
 
     ``targets`` (see :func:`configured_targets`) is required in ``configured`` mode and
-    ignored in ``self`` mode, where every person uses ``tolerance``.
+    ignored in ``self`` mode, where every person uses ``tolerance``. With ``encode_swap``,
+    synthetic face swaps are added to each politician's result (:mod:`.swapped`).
     """
     encode_photo = once_per_file(encode_photo)
     photos, notes = read_labelled_photos(directory)
@@ -40,6 +43,10 @@ def evaluate_dir(
         results, by_person = configured_results(directory, photos, probes, targets, encode_photo)
     else:
         raise ConfigError(f"evaluate: unknown mode {mode!r} (configured or self)")
+    if encode_swap is not None:
+        files = {t.label: t.reference_files for t in targets} if mode == "configured" else {}
+        for result in results:
+            _add_swaps(directory, result, files.get(result.label), probes, by_person, encode_swap)
     report = EvaluationReport(
         mode=mode,
         directory=str(directory),
@@ -71,6 +78,27 @@ def _split_photos(
         else:
             probes.append((photo, seen.encoding))
     return probes, not_single, unusable
+
+
+def _add_swaps(
+    directory: Path,
+    result: PoliticianResult,
+    own: Sequence[Path] | None,
+    probes: Sequence[Probe],
+    by_person: Mapping[str, Sequence[tuple[str, Encoding]]],
+    encode_swap: SwapEncoder,
+) -> None:
+    """Swaps with one photo per original of everyone who was this politician's impostor.
+
+    ``own``: the politician's reference photos; None in ``self`` mode, where the person's
+    own photos (one per original) take their place.
+    """
+    if own is None:
+        own = originals([p for p, _ in probes if p.person == result.label], directory)
+    impostors = {c.probe for c in result.impostor}
+    strangers = originals([p for p, _ in probes if p.file in impostors], directory)
+    references = [encoding for _, encoding in by_person.get(result.label, ())]
+    add_swaps(result, own, strangers, references, encode_swap)
 
 
 def _summarise(report: EvaluationReport) -> None:
