@@ -341,20 +341,13 @@ def landmarks_68(rgb: npt.NDArray[np.uint8], box: FaceBox) -> npt.NDArray[np.flo
     ``evaluate --swaps``) need them, never a verdict: the model is loaded here, on the first
     call, so that the daemon and its workers never load it.
     """
-    import importlib.util  # noqa: PLC0415 - dlib's landmark model serves face swaps only
-
-    require_avx()
-    import dlib  # noqa: PLC0415
-
+    models = load_models()
     image = as_dlib_image(rgb)
     with _DLIB_LOCK:
         if not _LANDMARK_MODEL:
-            spec = importlib.util.find_spec("face_recognition_models")
-            if spec is None or not spec.submodule_search_locations:
-                raise FaceStackError(f"face_recognition_models is not installed: {FIX_HINT}")
-            folder = Path(next(iter(spec.submodule_search_locations)), "models")
-            model = folder / "shape_predictor_68_face_landmarks.dat"
-            _LANDMARK_MODEL.append(dlib.shape_predictor(str(model)))
-        rect = dlib.rectangle(box.left, box.top, box.right, box.bottom)
+            files = importlib.import_module("face_recognition_models")
+            location = files.pose_predictor_model_location()
+            _LANDMARK_MODEL.append(models.dlib.shape_predictor(location))
+        rect = models.dlib.rectangle(box.left, box.top, box.right, box.bottom)
         shape = _LANDMARK_MODEL[0](image, rect)
     return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)

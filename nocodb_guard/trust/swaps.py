@@ -30,7 +30,7 @@ import numpy.typing as npt
 from PIL import Image, ImageDraw, ImageFilter
 
 from nocodb_guard.faces import images
-from nocodb_guard.faces.engine import FaceEngine, find_faces, landmarks_68
+from nocodb_guard.faces.engine import FaceEngine, landmarks_68, select_faces
 from nocodb_guard.faces.see import PipelineConfig
 
 Points = npt.NDArray[np.float64]
@@ -53,7 +53,12 @@ class Portrait:
 def portrait(name: str, data: bytes, config: PipelineConfig, engine: FaceEngine) -> Portrait | None:
     """The picture as the pipeline sees it, with its face's landmarks; None unless one face."""
     rgb = images.decode(data, max_pixels=config.max_pixels, max_side=config.max_side).rgb
-    kept, _ = find_faces(engine, rgb, config.min_face_px, config.min_face_ratio)
+    kept, _ = select_faces(
+        engine.detect(rgb),
+        config.min_face_px,
+        config.min_face_ratio,
+        lambda box: engine.confirm(rgb, box),
+    )
     if len(kept) != 1:
         return None
     return Portrait(name, rgb, landmarks_68(rgb, kept[0]))
