@@ -105,18 +105,19 @@ def _download_check(client: NocoDBClient, settings: Settings) -> CheckResult:
 
 
 def _purge_check(settings: Settings) -> CheckResult:
-    backend = backend_from_settings(settings)
+    try:
+        backend = backend_from_settings(settings)  # S3: its key files are read here
+        message = backend.probe() if backend is not None else ""
+    except GuardError as exc:
+        return CheckResult("purge", False, str(exc))
     if backend is None:
         return CheckResult(
             "purge",
             False,
             "nocodb_data_dir not set: files of deleted rows stay on NocoDB's disk and stay "
-            "reachable; set it to NocoDB's data folder (the one holding nc/uploads)",
+            "reachable; set it to NocoDB's data folder (the one holding nc/uploads), "
+            "or the [s3] settings when NocoDB stores uploads in S3",
         )
-    try:
-        message = backend.probe()
-    except GuardError as exc:
-        return CheckResult("purge", False, str(exc))
     queued = len(PurgeQueue(settings.state_dir).pending())
     if queued:
         message += f"; {queued} file(s) still queued for purging"
