@@ -19,7 +19,9 @@ It is imported when an S3 storage is built, so installations without the extra w
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
+import requests
 from urllib3.util import parse_url
 
 from nocodb_guard.errors import ConfigError
@@ -63,6 +65,28 @@ def endpoint_host(endpoint: str) -> str:
     return host if parsed.port in (None, default) else f"{host}:{parsed.port}"
 
 
+def anonymous_status(url: str, settings: S3Settings, timeout: float = 10.0) -> int | None:
+    """The HTTP status anyone gets for the object behind ``url``, unsigned; None: no answer.
+
+    200 means the bucket serves uploads publicly (a ``public-read`` ACL such as NocoDB's
+    ``NC_S3_ACL``, or a bucket policy): whoever learns one url can guess its neighbours.
+    Only the configured endpoint is asked, with no credentials.
+    """
+    key = quote(object_key(url, settings), safe="/")
+    scheme, host = parse_url(settings.endpoint).scheme, endpoint_host(settings.endpoint)
+    if settings.force_path_style:
+        target = f"{scheme}://{host}/{settings.bucket}/{key}"
+    else:
+        target = f"{scheme}://{settings.bucket}.{host}/{key}"
+    with requests.Session() as session:
+        session.trust_env = False  # no proxy from the environment sees the request
+        try:
+            with session.get(target, timeout=timeout, allow_redirects=False, stream=True) as got:
+                return got.status_code
+        except requests.RequestException:
+            return None
+
+
 def checked_upload_key(key: str) -> str:
     """``key`` when it names a file below ``nc/uploads/`` without tricks; else refused."""
     if not key.startswith(UPLOADS):
@@ -100,8 +124,9 @@ class S3Storage:
         return key in self._listed(key) or bool(self._thumbnails(key))
 
     def probe(self) -> str:
+        # Listing is what the purge itself needs (s3:ListBucket); HeadBucket would need it
+        # without a prefix, which a least-privilege policy limited to nc/ does not grant.
         bucket, endpoint = self.settings.bucket, self.settings.endpoint
-        self._call(self._client.head_bucket, Bucket=bucket)
         self._call(self._client.list_objects_v2, Bucket=bucket, Prefix=UPLOADS, MaxKeys=1)
         return (
             f"bucket {bucket!r} on {endpoint} answers and may be listed "

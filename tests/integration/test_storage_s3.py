@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from nocodb_guard import samples
+from tests import nocodb_admin
 from tests.faultproxy import Fault, running_proxy
 from tests.integration.conftest import POLITICIANS, DevServer, free_port, require_node
 from tests.integration.test_sweep import GRACE, install_demo_references, run_guard, sweep_json
@@ -197,17 +198,41 @@ def test_an_s3_outage_during_the_purge_keeps_it_queued_until_a_later_pass(
     assert queued(state) == []
 
 
-def test_check_says_the_bucket_is_reachable_and_names_it_when_not(
+def test_check_says_the_bucket_is_reachable_and_private_and_names_it_when_not(
     server: DevServer, s3: S3Server, references: Path, state: Path, s3_env: dict[str, str]
 ) -> None:
-    def purge_check() -> dict[str, Any]:
-        result = run_guard(server, references, state, "check", "--json", **s3_env)
-        return {r["name"]: r for r in json.loads(result.stdout)}["purge"]
+    wait_stored(s3, wrong_person(server))
 
-    assert purge_check()["ok"]
+    def check() -> dict[str, dict[str, Any]]:
+        result = run_guard(server, references, state, "check", "--json", **s3_env)
+        return {r["name"]: r for r in json.loads(result.stdout)}
+
+    results = check()
+    assert results["purge"]["ok"], results["purge"]
+    assert results["public files"]["ok"], results["public files"]
+    assert "answers 403" in results["public files"]["message"]
     s3.stop()
     try:
-        down = purge_check()
+        down = check()["purge"]
     finally:
         s3.start()
     assert not down["ok"] and "unreachable" in down["message"]
+
+
+def test_orphans_of_rows_deleted_by_an_admin_are_purged_from_the_bucket(
+    server: DevServer, s3: S3Server, references: Path, state: Path, s3_env: dict[str, str]
+) -> None:
+    match = server.submit(GRACE, [("grace.jpg", samples.grace_hopper_variant(), "image/jpeg")])
+    wait_stored(s3, match)
+    run_guard(server, references, state, "sweep", **s3_env)  # approves it, records its file
+    nocodb_admin.delete_rows(server.url, server.token, server.table_id, [int(match["Id"])])
+    orphans = ("purge", "--orphans", "--older-than", "0s", "--json")
+
+    listed = run_guard(server, references, state, *orphans, "--dry-run", **s3_env)
+    assert [o["file"] for o in json.loads(listed.stdout)["orphans"]] == [match["Photo"][0]["url"]]
+    assert stored(s3, match) == object_keys(match)
+
+    purged = run_guard(server, references, state, *orphans, **s3_env)
+    assert purged.returncode == 0, purged.stderr
+    assert [o["status"] for o in json.loads(purged.stdout)["orphans"]] == ["purged"]
+    assert stored(s3, match) == []

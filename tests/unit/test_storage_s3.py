@@ -10,7 +10,7 @@ import pytest
 from nocodb_guard.settings import load_settings
 from nocodb_guard.storage.base import StorageUnavailable, StoredFile
 from nocodb_guard.storage.config import backend_from_settings
-from nocodb_guard.storage.s3 import S3Storage
+from nocodb_guard.storage.s3 import S3Storage, anonymous_status
 from tests.integration.conftest import free_port
 from tests.s3server import ACCESS_KEY, BUCKET, SECRET_KEY, S3Server, running_s3
 
@@ -96,3 +96,15 @@ def test_a_missing_bucket_is_named(s3: S3Server, storage: S3Storage) -> None:
     elsewhere = S3Storage(other, s3.client())
     with pytest.raises(StorageUnavailable, match="no-such-bucket"):
         elsewhere.probe()
+
+
+def test_an_anonymous_fetch_tells_a_private_object_from_a_public_one(
+    s3: S3Server, storage: S3Storage
+) -> None:
+    file = upload(s3, "exposed_ccccc.jpg")
+    assert file.url is not None
+    assert anonymous_status(file.url, storage.settings) == 403
+
+    key = f"nc/uploads/{FOLDER}/exposed_ccccc.jpg"
+    s3.client().put_object_acl(Bucket=BUCKET, Key=key, ACL="public-read")  # NC_S3_ACL's doing
+    assert anonymous_status(file.url, storage.settings) == 200
