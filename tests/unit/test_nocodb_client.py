@@ -463,6 +463,24 @@ def test_a_storage_url_must_be_on_an_allowed_host(client_for: Any) -> None:
         allowed.attachment_url(other)
 
 
+def test_the_s3_endpoint_configured_as_nocodbs_storage_is_a_download_origin(
+    client_for: Any,
+) -> None:
+    # Like nocodb_url, the operator named it: trusted even on 127.0.0.1 (MinIO next door).
+    storage = {
+        "endpoint": "http://127.0.0.1:9000",
+        "bucket": "nocodb-uploads",
+        "access_key_file": "/run/secrets/a",
+        "secret_key_file": "/run/secrets/b",
+    }
+    client = client_for(s3=storage)
+    signed = "http://127.0.0.1:9000/nocodb-uploads/nc/uploads/x/f.jpg?X-Amz-Signature=s"
+    assert client.attachment_url(Attachment(title="f.jpg", signed_url=signed)) == signed
+    for elsewhere in ("http://127.0.0.1:9001/f.jpg", "https://127.0.0.1:9000/f.jpg"):
+        with pytest.raises(UrlNotAllowed):
+            client.attachment_url(Attachment(title="f.jpg", signed_url=elsewhere))
+
+
 def test_attachment_cells_in_every_shape_are_read_without_crashing() -> None:
     entry = {"title": "a.jpg", "signedPath": "dltemp/x", "size": 5, "id": "att1"}
     assert parse_attachments(None) == ()
