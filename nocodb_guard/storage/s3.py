@@ -3,11 +3,14 @@
 NocoDB 0.301 stores an upload as the object ``nc/uploads/<y>/<m>/<d>/<hash>/<name>`` and
 its thumbnails as ``nc/thumbnails/<y>/<m>/<d>/<hash>/<name>/{tiny,small,card_cover}.jpg``;
 the attachment then carries ``url``: ``https://<endpoint host>/<bucket>/<key>`` (path
-style) or ``https://<bucket>.<endpoint host>/<key>``. The url is stored in the row, and a
-row can be edited through the API: it is input. So the key is derived only from a url on
-the configured endpoint and bucket, every component is checked (no ``..``, no empty part,
-no percent-escapes or query), and only keys under ``nc/uploads/`` and ``nc/thumbnails/``
-are ever touched; anything else is :class:`StorageRefused`, never "fixed".
+style) or ``https://<bucket>.<endpoint host>/<key>``, the key unescaped (measured on
+0.301.3). The url is stored in the row, and a row can be edited through the API: it is
+input. So the key is derived only from a url on the configured endpoint and bucket, every
+component is checked (no ``..``, ``.`` or empty part, no backslash or control character:
+some S3-compatible servers normalise such paths), and only keys under ``nc/uploads/`` and
+their ``nc/thumbnails/`` folder are ever touched; anything else is :class:`StorageRefused`,
+never "fixed". Verification after a purge is a listing: neither the object nor a thumbnail
+may be left.
 
 Client: boto3 (the optional extra ``nocodb-guard[s3]``), not a hand-written signer.
 SigV4 has enough corners (canonical query strings, payload hashes, clock skew, region
