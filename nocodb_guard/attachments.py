@@ -9,8 +9,9 @@ treated as hostile until proven otherwise:
   the resolver may answer as it likes (here it does not resolve at all), so counting it as
   the origin would compare one host and connect to another. Refusing is the one rule that
   stays consistent (``nocodb_url`` refuses it too);
-- the origin (scheme, host, port) must be the configured NocoDB origin, or the host must be
-  in the operator's explicit allow-list (S3-like storage). Allow-listed hosts are reached
+- the origin (scheme, host, port) must be the configured NocoDB origin (or the S3 endpoint
+  configured as NocoDB's storage, ``s3.endpoint``), or the host must be in the operator's
+  explicit allow-list (S3-like storage the guard does not purge). Allow-listed hosts are reached
   over ``https`` only (the bytes we judge must not be swappable on the way) unless the
   entry itself spells ``http://host:port``, and they must resolve to public addresses only:
   an allow-listed name pointing at 127.0.0.1 or 10.x would turn the daemon into a probe of

@@ -19,9 +19,12 @@ from nocodb_guard.nocodb.schema import TableSchema, check_schema, politician_opt
 from nocodb_guard.nocodb.views import View, ViewKind
 from nocodb_guard.settings import Settings
 from nocodb_guard.startup import labels_to_check
+from nocodb_guard.storage.base import StorageRefused
 from nocodb_guard.storage.config import backend_from_settings
 from nocodb_guard.storage.exposure import AnonymousProbe
 from nocodb_guard.storage.queue import PurgeQueue
+from nocodb_guard.storage.s3 import anonymous_status
+from nocodb_guard.storage.s3_settings import S3Settings
 
 EXIT_PROBLEM, EXIT_NOCODB = 1, 3
 
@@ -85,7 +88,11 @@ def _exposure_checks(client: NocoDBClient, settings: Settings) -> list[CheckResu
 
 def _download_check(client: NocoDBClient, settings: Settings) -> CheckResult:
     """Tried on a real attachment: does its unsigned ``/download/...`` path answer anyone?"""
-    path = next((a.path for cell in client.iter_attachment_cells() for a in cell if a.path), None)
+    files = (a for cell in client.iter_attachment_cells() for a in cell if a.path or a.url)
+    first = next(files, None)
+    if first is not None and first.path is None and first.url and settings.s3 is not None:
+        return _s3_public_check(first.url, settings.s3)
+    path = first.path if first is not None else None
     if path is None:
         return CheckResult("public files", True, "not tried: no row has a local file yet")
     probe = AnonymousProbe(settings.nocodb_url)
@@ -104,19 +111,37 @@ def _download_check(client: NocoDBClient, settings: Settings) -> CheckResult:
     return CheckResult("public files", True, f"unsigned path answers {status} to anyone")
 
 
+def _s3_public_check(url: str, s3: S3Settings) -> CheckResult:
+    """Tried on a real object: does its plain, unsigned url answer anyone?"""
+    try:
+        status = anonymous_status(url, s3)
+    except StorageRefused as exc:
+        return CheckResult("public files", True, f"not tried: {exc}")
+    if status == 200:
+        return CheckResult(
+            "public files",
+            False,
+            f"an anonymous GET of an object in bucket {s3.bucket!r} answers 200: every upload "
+            "is public to whoever learns its url; make the objects private (no public-read "
+            "ACL, unset NC_S3_ACL, no public bucket policy): NocoDB serves them signed",
+        )
+    return CheckResult("public files", True, f"unsigned object url answers {status} to anyone")
+
+
 def _purge_check(settings: Settings) -> CheckResult:
-    backend = backend_from_settings(settings)
+    try:
+        backend = backend_from_settings(settings)  # S3: its key files are read here
+        message = backend.probe() if backend is not None else ""
+    except GuardError as exc:
+        return CheckResult("purge", False, str(exc))
     if backend is None:
         return CheckResult(
             "purge",
             False,
             "nocodb_data_dir not set: files of deleted rows stay on NocoDB's disk and stay "
-            "reachable; set it to NocoDB's data folder (the one holding nc/uploads)",
+            "reachable; set it to NocoDB's data folder (the one holding nc/uploads), "
+            "or the [s3] settings when NocoDB stores uploads in S3",
         )
-    try:
-        message = backend.probe()
-    except GuardError as exc:
-        return CheckResult("purge", False, str(exc))
     queued = len(PurgeQueue(settings.state_dir).pending())
     if queued:
         message += f"; {queued} file(s) still queued for purging"

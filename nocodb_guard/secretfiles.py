@@ -50,9 +50,21 @@ def read_token_file(dirs: tuple[Path, ...]) -> str | None:
         for name in TOKEN_FILE_NAMES:
             candidate = directory / name
             if candidate.is_file():
-                value = candidate.read_text(encoding="utf-8", errors="replace")
-                problem = secret_problem(value)
-                if problem:
-                    raise ConfigError(f"nocodb_token (secret file {candidate}): {problem}")
-                return value.strip()
+                return read_secret_file(candidate, "nocodb_token", required=False)
     return None
+
+
+def read_secret_file(path: Path, setting: str, *, required: bool = True) -> str:
+    """The one-line secret in ``path``; a missing, unreadable or malformed file (or, when
+    ``required``, an empty one) is a ConfigError naming ``setting`` and the file, never
+    the value."""
+    try:
+        value = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise ConfigError(f"{setting} (secret file {path}): {exc.strerror}") from None
+    problem = secret_problem(value)
+    if not problem and required and not value.strip():
+        problem = "is empty"
+    if problem:
+        raise ConfigError(f"{setting} (secret file {path}): {problem}")
+    return value.strip()

@@ -41,6 +41,7 @@ from urllib3.util import parse_url
 from nocodb_guard.errors import ConfigError
 from nocodb_guard.labels import slugify
 from nocodb_guard.secretfiles import read_token_file, secret_dirs, secret_problem
+from nocodb_guard.storage.s3_settings import S3Settings
 
 ENV_PREFIX = "NOCODB_GUARD_"
 
@@ -152,6 +153,9 @@ class Settings(BaseSettings):
     ``/usr/app/data`` in its Docker image). Set, the files of deleted rows are purged from
     it (the service needs write access: ``ReadWritePaths=``). Unset, nothing is purged and
     deleted uploads stay on NocoDB's disk, still served by their path."""
+    s3: S3Settings | None = None
+    """NocoDB's S3-compatible storage (``[s3]`` table; instead of ``nocodb_data_dir``): the
+    objects of deleted rows are purged from its bucket with the operator's keys."""
 
     # --- references and matching -------------------------------------------------------
     reference_dir: Path = Path("reference_faces")
@@ -241,7 +245,7 @@ class Settings(BaseSettings):
             raise ValueError(problem)  # names the problem, never the value
         return SecretStr(value.get_secret_value().strip())
 
-    @field_validator("nocodb_data_dir", mode="before")
+    @field_validator("nocodb_data_dir", "s3", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
         """``NOCODB_GUARD_NOCODB_DATA_DIR=`` (empty) means unset, not the current folder."""

@@ -99,8 +99,8 @@ def find_same_attachment(att: Attachment, candidates: tuple[Attachment, ...]) ->
 def linked_url(att: Attachment) -> str | None:
     """The URL a URL-type cell (S3, or written over the API) is fetched from: its own.
 
-    NocoDB's ``signedUrl`` is used only when it signs that same file (same scheme, host,
-    port and path; S3 adds its signature as a query). NocoDB 0.301.3 signs URL cells
+    NocoDB's ``signedUrl`` is used only when it signs that same file (same host, port and
+    path; S3 adds its signature as a query). NocoDB 0.301.3 signs URL cells
     through a cache keyed by the URL's *path*: cells with different hosts and the same
     path all got the first one's ``signedUrl``, so trusting it would judge another cell's
     bytes (or fetch a host the cell never named).
@@ -111,16 +111,17 @@ def linked_url(att: Attachment) -> str | None:
 
 
 def _same_file(first: str, second: str) -> bool:
-    """Same scheme, network location and (percent-decoded) path; the query may differ."""
+    """Same host, port and (percent-decoded) path; scheme and query may differ.
+
+    NocoDB's S3 cells carry ``url`` as https with the raw key (a space stays a space) and
+    sign it on the configured endpoint, http or https: the same object. The link that is
+    fetched still passes the origin check, scheme included.
+    """
     try:
         a, b = urlsplit(first), urlsplit(second)
     except ValueError:
         return False
-    return (a.scheme.lower(), a.netloc.lower(), unquote(a.path)) == (
-        b.scheme.lower(),
-        b.netloc.lower(),
-        unquote(b.path),
-    )
+    return (a.netloc.lower(), unquote(a.path)) == (b.netloc.lower(), unquote(b.path))
 
 
 def _int_or_none(value: Any) -> int | None:

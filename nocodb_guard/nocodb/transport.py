@@ -161,8 +161,10 @@ class Transport:
         self._auth = _TokenAuth(settings)
         self.base = settings.nocodb_url.rstrip("/")
         """``nocodb_url`` without a trailing slash; paths are appended to it."""
-        self.origins = frozenset({attachments.origin_of(self.base)})
-        """Where downloads may go without an allow-list entry: NocoDB's own origin."""
+        storage = (settings.s3.endpoint,) if settings.s3 is not None else ()
+        self.origins = frozenset(attachments.origin_of(url) for url in (self.base, *storage))
+        """Where downloads may go without an allow-list entry: NocoDB's own origin, and
+        the S3 endpoint the operator configured NocoDB's storage on (its signed links)."""
 
     def close(self) -> None:
         """Close the session if this transport created it."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from nocodb_guard.errors import ConfigError
 from nocodb_guard.settings import Settings
 from nocodb_guard.storage.base import StorageBackend
 from nocodb_guard.storage.exposure import AnonymousProbe
@@ -9,11 +10,20 @@ from nocodb_guard.storage.ledger import FileLedger
 from nocodb_guard.storage.local import LocalStorage
 from nocodb_guard.storage.purge import PurgeObserver, Purger
 from nocodb_guard.storage.queue import PurgeQueue
+from nocodb_guard.storage.s3 import s3_storage
 from nocodb_guard.storage.table import AttachmentCells, TableFiles
 
 
 def backend_from_settings(settings: Settings) -> StorageBackend | None:
-    """The configured storage; None when purging is not configured."""
+    """The configured storage; None when purging is not configured.
+
+    NocoDB stores its uploads in one place at a time: both set is an operator's mistake,
+    refused rather than guessed (purging the wrong one would only ever remove nothing).
+    """
+    if settings.nocodb_data_dir is not None and settings.s3 is not None:
+        raise ConfigError("nocodb_data_dir and s3 are both set: NocoDB uses one storage")
+    if settings.s3 is not None:
+        return s3_storage(settings.s3, settings.connect_timeout, settings.read_timeout)
     if settings.nocodb_data_dir is not None:
         return LocalStorage(settings.nocodb_data_dir)
     return None

@@ -95,7 +95,7 @@ def purge_orphans(
     backend = backend_from_settings(settings)
     purger = build_purger(settings, client)
     if backend is None or purger is None:
-        raise ConfigError("purge: nocodb_data_dir is not set (NocoDB's data folder)")
+        raise ConfigError("purge: neither nocodb_data_dir nor s3 is set (NocoDB's storage)")
     files = table_files(settings, client)
     found = find_orphans(
         FileLedger(settings.state_dir, settings.require_table()),

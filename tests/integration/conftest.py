@@ -67,6 +67,8 @@ class DevServer:
     politicians: tuple[str, ...]
     db: str = field(default_factory=database)
     env: dict[str, str] = field(default_factory=dict)
+    nocodb_env: dict[str, str] = field(default_factory=dict)
+    """Extra environment for NocoDB itself (e.g. ``NC_S3_*``); the shared server has none."""
 
     # ----------------------------------------------------------- lifecycle
     def run(
@@ -81,6 +83,7 @@ class DevServer:
                 "NOCODB_DEV_DB": db or self.db,
             }
         )
+        process_env.update(self.nocodb_env)
         return subprocess.run(
             [sys.executable, str(NOCODB_DEV), command, *args],
             env=process_env,

@@ -471,6 +471,15 @@ def test_a_signed_url_is_used_only_when_it_signs_the_cells_own_file(client_for: 
         signed_url="https://bucket.s3.example.com/nc/uploads/f%20a.jpg?X-Amz-Signature=sig",
     )
     assert allowed.attachment_url(s3) == s3.signed_url
+    # NocoDB's S3 cells: ``url`` is always https and keeps a space raw; the link signs it.
+    endpoint = Attachment(
+        title="f a.jpg",
+        url="https://bucket.s3.example.com/nc/uploads/f a.jpg",
+        signed_url="http://bucket.s3.example.com/nc/uploads/f%20a.jpg?X-Amz-Signature=sig",
+    )
+    assert client_for(allowed_hosts="http://bucket.s3.example.com").attachment_url(
+        endpoint
+    ) == endpoint.signed_url
     # NocoDB 0.301.3 hands cells with the same path another cell's signedUrl:
     crossed = Attachment(
         title="x.jpg",
@@ -479,6 +488,24 @@ def test_a_signed_url_is_used_only_when_it_signs_the_cells_own_file(client_for: 
     )
     with pytest.raises(UrlNotAllowed, match=r"10\.1\.2\.3"):
         allowed.attachment_url(crossed)
+
+
+def test_the_s3_endpoint_configured_as_nocodbs_storage_is_a_download_origin(
+    client_for: Any,
+) -> None:
+    # Like nocodb_url, the operator named it: trusted even on 127.0.0.1 (MinIO next door).
+    storage = {
+        "endpoint": "http://127.0.0.1:9000",
+        "bucket": "nocodb-uploads",
+        "access_key_file": "/run/secrets/a",
+        "secret_key_file": "/run/secrets/b",
+    }
+    client = client_for(s3=storage)
+    signed = "http://127.0.0.1:9000/nocodb-uploads/nc/uploads/x/f.jpg?X-Amz-Signature=s"
+    assert client.attachment_url(Attachment(title="f.jpg", signed_url=signed)) == signed
+    for elsewhere in ("http://127.0.0.1:9001/f.jpg", "https://127.0.0.1:9000/f.jpg"):
+        with pytest.raises(UrlNotAllowed):
+            client.attachment_url(Attachment(title="f.jpg", signed_url=elsewhere))
 
 
 def test_attachment_cells_in_every_shape_are_read_without_crashing() -> None:

@@ -274,7 +274,7 @@ def test_the_example_configuration_loads(tmp_path: Path) -> None:
 def test_the_example_configuration_mentions_every_setting() -> None:
     text = EXAMPLE.read_text()
     for name in Settings.model_fields:
-        pattern = rf"^(# )?{name} = |^\[{name}\."
+        pattern = rf"^(# )?{name} = |^\[{name}\.|^(# )?\[{name}\]"
         assert re.search(pattern, text, re.MULTILINE), f"{name} is not documented"
 
 
