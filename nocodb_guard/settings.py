@@ -194,12 +194,10 @@ class Settings(BaseSettings):
     """A face is encoded from a view where it is at least this wide, when the upload has it."""
     num_jitters: int = Field(default=1, ge=1, le=100)
     picture_timeout: float = Field(default=60.0, gt=0)
-    """Wall-clock seconds one picture may take in a face worker; past it the worker is
-    killed and replaced, and the row deferred. A safety net only: cost bombs are refused
-    from their structure first. Healthy pictures take 0.2-2 s (HOG), up to ~20 s (cnn)."""
+    """Seconds one picture may take in a face worker, then the worker is replaced and the
+    row deferred: a safety net (cost bombs are refused from their structure first)."""
     worker_memory_mb: int = Field(default=2048, ge=0)
-    """Address space (MiB) one face worker may map (``RLIMIT_AS``); 0 = unlimited. A
-    picture that needs more defers its row; the worker lives on. Idle workers map ~0.5 GiB."""
+    """Address space (MiB) a face worker may map (``RLIMIT_AS``, 0: none); over it, deferred."""
     workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=0)
     """Face worker processes; 0 runs the pipeline in the calling process."""
 
