@@ -321,6 +321,28 @@ def test_a_webhook_between_passes_starts_a_pass_at_once(tmp_path: Path) -> None:
         daemon.stop()
 
 
+def test_a_pass_that_could_not_write_its_audit_trail_leaves_the_problem_for_health(
+    tmp_path: Path,
+) -> None:
+    def unrecorded() -> SweepResult:
+        result = SweepResult()
+        result.audit_error = "OSError: No space left on device"
+        return result
+
+    runtime = FakeRuntime(unrecorded)
+    daemon, flags = make_daemon(tmp_path, runtime)
+    daemon.start(StartupReport(options=()))
+    try:
+        wait_for(lambda: runtime.count == 1 and flags.idle.is_set())
+    finally:
+        flags.stop.set()
+        daemon.stop()
+
+    beat = read_heartbeat(tmp_path)
+    assert beat is not None and beat.problem is not None
+    assert "audit unwritable (OSError: No space left on device)" in beat.problem
+
+
 def test_a_pass_that_crashes_is_logged_and_the_next_pass_runs(tmp_path: Path) -> None:
     def crash() -> SweepResult:
         raise RuntimeError("a bug")
