@@ -138,6 +138,11 @@ class FaceEngine(Protocol):
         ...
 
 
+def unload_models() -> None:
+    """Forget the loaded models; they are freed once no engine holds them any more."""
+    load_models.cache_clear()
+
+
 def select_faces(
     detections: Sequence[Detection],
     min_face_px: int,

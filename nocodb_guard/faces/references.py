@@ -17,7 +17,10 @@ an uploader's encoding never reaches this module.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import functools
+import gc
 import hashlib
 import os
 import threading
@@ -30,7 +33,7 @@ import numpy.typing as npt
 import structlog
 
 from nocodb_guard.errors import BadPicture, ReferenceSetError
-from nocodb_guard.faces.engine import FaceEngine
+from nocodb_guard.faces.engine import FaceEngine, unload_models
 from nocodb_guard.faces.see import LazyEngine, PipelineConfig, make_engine, see
 from nocodb_guard.models import Reason
 from nocodb_guard.safefiles import open_private
@@ -110,6 +113,13 @@ class _Outcome:
     encoding: Encoding | None = None
 
 
+def _return_freed_memory() -> None:
+    """Ask glibc to hand freed heap pages back to the system (dlib frees its models into
+    the heap, where RSS keeps them); a no-op where the C library has no ``malloc_trim``."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).malloc_trim(0)
+
+
 class ReferenceStore:
     """Loads, checks, memoises and caches reference encodings. Thread-safe.
 
@@ -154,6 +164,19 @@ class ReferenceStore:
             engine_factory=engine_factory,
             review_band_for=settings.review_band_for,
         )
+
+    def release_engine(self) -> None:
+        """Free dlib's models in this process once the references are encoded.
+
+        The daemon's main process only needs them again when a reference photo is added
+        or replaced; until then the face workers hold the only copies (measured ~70 MiB
+        each). A later :meth:`load` that must encode builds the engine again.
+        """
+        with self._lock:
+            self._engine.release()
+            unload_models()
+        gc.collect()
+        _return_freed_memory()
 
     @property
     def engine_created(self) -> bool:

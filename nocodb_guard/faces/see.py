@@ -137,6 +137,10 @@ class LazyEngine:
     def encode(self, rgb: npt.NDArray[np.uint8], box: FaceBox) -> npt.NDArray[np.float64]:
         return self._get().encode(rgb, box)
 
+    def release(self) -> None:
+        """Drop the real engine; the next use builds it again."""
+        self._engine = None
+
 
 @dataclass(frozen=True)
 class Sight:

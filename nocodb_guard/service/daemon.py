@@ -327,7 +327,9 @@ def _wait_for_startup(settings: Settings, runtime: Runtime, flags: Flags) -> Sta
     log.info("daemon_starting", config=settings.public_summary())
     while True:
         try:
-            return check_startup(settings, runtime)
+            report = check_startup(settings, runtime)
+            runtime.references.release_engine()  # the workers judge; main needs no models
+            return report
         except NocoDBUnavailable as exc:
             log.warning("nocodb_unavailable_at_startup", error=str(exc))
             SystemdNotifier().status(f"waiting for NocoDB: {exc}")

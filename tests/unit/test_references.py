@@ -198,6 +198,21 @@ def test_a_photo_added_while_running_is_picked_up(
     assert len(refs.files) == 3
 
 
+def test_released_models_are_built_again_when_a_new_photo_must_be_encoded(
+    reference_dir: Path, engine: DlibFaceEngine
+) -> None:
+    """The daemon frees its main process's models after start-up (the workers judge)."""
+    store, factory = make_store(reference_dir, engine)
+    assert store.load(LABEL) is not None
+    store.release_engine()
+    assert not store.engine_created
+    assert store.load(LABEL) is not None and factory.calls == 1  # unchanged: memo, no models
+    save(grace_hopper().crop((50, 50, 462, 550)), reference_dir / "grace_hopper" / "hopper_new.jpg")
+    refs = store.load(LABEL)
+    assert refs is not None and len(refs.files) == 3
+    assert factory.calls == 2 and store.engine_created
+
+
 def test_a_restart_loads_cached_references_without_loading_dlib(
     reference_dir: Path, engine: DlibFaceEngine
 ) -> None:
