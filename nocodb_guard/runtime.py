@@ -20,7 +20,7 @@ from nocodb_guard.nocodb.transport import RequestObserver
 from nocodb_guard.settings import Settings
 from nocodb_guard.storage.config import build_purger
 from nocodb_guard.storage.purge import Purger
-from nocodb_guard.sweep import Recorder, Sweeper, SweepOptions
+from nocodb_guard.sweep import PREFETCH_PER_WORKER, Recorder, Sweeper, SweepOptions
 from nocodb_guard.trust.audit import AuditLog, settings_version
 
 
@@ -56,7 +56,7 @@ class Runtime:
             recheck_approved=recheck_approved,
             apply=apply,
             max_attachments=self.settings.max_attachments,
-            prefetch=max(2, 2 * max(self.settings.workers, 1)),
+            prefetch=PREFETCH_PER_WORKER * max(self.settings.workers, 1),
             act_batch=self.settings.act_batch,
         )
         return Sweeper(

@@ -98,6 +98,10 @@ class Journal(Protocol):
     def intend(self, outcome: RowOutcome) -> None: ...
 
 
+PREFETCH_PER_WORKER = 2
+"""Rows in flight per face worker: each worker has the next row's pictures waiting."""
+
+
 @dataclass(frozen=True)
 class SweepOptions:
     dry_run: bool = False

@@ -24,13 +24,12 @@ from nocodb_guard.nocodb.transport import RequestObserver
 from nocodb_guard.settings import Settings
 from nocodb_guard.storage.base import PurgeStatus
 from nocodb_guard.storage.purge import PurgeObserver
+from nocodb_guard.sweep import PREFETCH_PER_WORKER
 
 IDLE_SLACK_SECONDS = 60.0
 """How late the scheduler may start a tick before the loop counts as stuck."""
 PROBES_PER_FILE = 4
 """A purged file is verified by fetching its path and its three thumbnails."""
-PREFETCH_PER_WORKER = 2
-"""Rows in flight per face worker (``runtime``: ``prefetch = 2 x workers``)."""
 
 
 def stall_bound(settings: Settings) -> float:
