@@ -140,7 +140,7 @@ class Ignored(StrEnum):
 
 @dataclass(frozen=True)
 class SeenFace:
-    """One detection as the analysis judged it: for ``explain``, never for a verdict.
+    """One detection as the analysis judged it, for ``explain`` and the face counts.
 
     ``box`` is in the upload's own pixels; ``scale`` is the size of the picture it was
     found in over the upload's (0.25: found in a picture a quarter of the upload's size;
@@ -150,6 +150,11 @@ class SeenFace:
     box: FaceBox
     scale: float
     ignored: Ignored | None = None
+
+
+def ignored_count(seen: tuple[SeenFace, ...]) -> int:
+    """How many of ``seen`` do not count: the one rule both a look and an analysis use."""
+    return sum(1 for face in seen if face.ignored is not None)
 
 
 @dataclass(frozen=True)
@@ -171,10 +176,14 @@ class PictureAnalysis:
     original_size: tuple[int, int] | None = None
     analysed_size: tuple[int, int] | None = None
     faces: tuple[FaceBox, ...] = ()
-    ignored_faces: int = 0
     seen: tuple[SeenFace, ...] = ()
     distances: tuple[float, ...] = ()
     seconds: float = 0.0
+
+    @property
+    def ignored_faces(self) -> int:
+        """Detections that do not count; with no face kept, the one face was too small."""
+        return ignored_count(self.seen)
 
     @property
     def distance(self) -> float | None:

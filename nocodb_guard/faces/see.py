@@ -23,7 +23,7 @@ import numpy.typing as npt
 from nocodb_guard.errors import BadPicture
 from nocodb_guard.faces import images, scan
 from nocodb_guard.faces.engine import Detection, FaceEngine, face_distances, select_faces
-from nocodb_guard.models import FaceBox, PictureAnalysis, SeenFace
+from nocodb_guard.models import FaceBox, PictureAnalysis, SeenFace, ignored_count
 from nocodb_guard.settings import Settings
 
 
@@ -159,7 +159,7 @@ class Sight:
 
     @property
     def ignored_faces(self) -> int:
-        return sum(1 for face in self.seen if face.ignored is not None)
+        return ignored_count(self.seen)
 
 
 def see(data: bytes, config: PipelineConfig, engine: FaceEngine, *, encode: bool = True) -> Sight:
@@ -237,7 +237,6 @@ def analyze(
         original_size=sight.original_size,
         analysed_size=sight.analysed_size,
         faces=sight.faces,
-        ignored_faces=sight.ignored_faces,
         seen=sight.seen,
         distances=distances,
         seconds=time.perf_counter() - started,

@@ -14,9 +14,11 @@ from nocodb_guard.models import (
     Action,
     Decision,
     FaceBox,
+    Ignored,
     PictureAnalysis,
     Reason,
     RowOutcome,
+    SeenFace,
     Verdict,
 )
 from nocodb_guard.settings import Politician, Settings
@@ -32,7 +34,10 @@ def _approved(row_id: int = 123) -> RowOutcome:
         original_size=(1200, 900),
         analysed_size=(1024, 768),
         faces=(FaceBox(100, 300, 300, 100),),
-        ignored_faces=1,
+        seen=(
+            SeenFace(FaceBox(100, 300, 300, 100), 0.85),
+            SeenFace(FaceBox(20, 60, 60, 20), 0.85, Ignored.BACKGROUND),
+        ),
         distances=(0.52, 0.41, 0.47),
     )
     decision = Decision(

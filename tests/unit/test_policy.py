@@ -6,10 +6,12 @@ import pytest
 
 from nocodb_guard.models import (
     FaceBox,
+    Ignored,
     PictureAnalysis,
     PictureFailure,
     PictureProblem,
     Reason,
+    SeenFace,
     Verdict,
 )
 from nocodb_guard.policy import RowEvidence, decide
@@ -27,7 +29,8 @@ def pic(
 ) -> PictureAnalysis:
     boxes = (FACE, OTHER_FACE, OTHER_FACE)[:faces]
     distances = (distance,) if distance is not None and faces == 1 else ()
-    return PictureAnalysis(name="p.jpg", problem=problem, faces=boxes, ignored_faces=ignored,
+    small = tuple(SeenFace(FACE, 1.0, Ignored.TOO_SMALL) for _ in range(ignored))
+    return PictureAnalysis(name="p.jpg", problem=problem, faces=boxes, seen=small,
                            distances=distances)
 
 
