@@ -3,7 +3,8 @@
 - The daemon runs with its state directory, ``TMPDIR``, ``$HOME`` and its working directory
   pointed at watched folders; after it moderated real uploads, the state dir holds only
   reference caches, the heartbeat, the audit trail and the lock, the others nothing, and no
-  file anywhere in them holds a slice of an upload.
+  file anywhere in them, nor any file that appeared in ``/dev/shm`` (where shared memory
+  would land), holds a slice of an upload.
 - Everything every guard process printed during this test session (daemon logs at debug
   level, ``--json`` outputs, error messages after injected faults, the metrics page) is
   searched for the token.
@@ -51,6 +52,11 @@ ALLOWED_STATE_FILES = (
 SLICE = 64
 
 
+#: POSIX shared memory: multiprocessing's semaphores appear here, and so would any buffer
+#: shared with a worker; nothing in it may hold a piece of an upload.
+SHM = Path("/dev/shm")
+
+
 def all_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file())
 
@@ -77,6 +83,7 @@ def test_no_uploaded_picture_or_face_encoding_is_ever_written_to_disk(
     refs = install_references(tmp_path / "refs")
     env = guard_env(clean_table, state, refs, workers="1")
     env.update(TMPDIR=str(temp), HOME=str(home))
+    shared_memory_before = set(all_files(SHM)) if SHM.is_dir() else set()
 
     with guard_daemon(clean_table, env, tmp_path / "daemon.log", cwd=work) as daemon:
         daemon.wait_decided(ids, timeout=180)
@@ -96,7 +103,8 @@ def test_no_uploaded_picture_or_face_encoding_is_ever_written_to_disk(
     assert list((state / "audit").glob("audit-*.jsonl")), "no audit trail was written"
     caches = list((state / "reference-cache").glob("*.npy"))
     assert len(caches) == 2, "only the two reference photos may have cached encodings"
-    for path in all_files(state) + all_files(temp):
+    shared_memory = set(all_files(SHM)) - shared_memory_before if SHM.is_dir() else set()
+    for path in all_files(state) + all_files(temp) + sorted(shared_memory):
         content = path.read_bytes()
         for name, data in uploads.items():
             assert not any(piece in content for piece in slices(data)), f"{name} in {path}"
