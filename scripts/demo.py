@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -36,19 +35,10 @@ sys.path.insert(0, str(ROOT))
 from nocodb_guard import samples  # noqa: E402
 from nocodb_guard.trust.audit import AuditLog  # noqa: E402
 from tests import nocodb_admin  # noqa: E402
+from tests.demo_references import install_demo_references  # noqa: E402
 
 GRACE = "Grace Hopper (demo)"
 EILEEN = "Eileen Collins (demo)"
-
-
-def install_references(target: Path) -> None:
-    """Copy the demo identities' reference photos (from installed packages)."""
-    for folder, source in (
-        ("grace_hopper_demo", samples.grace_hopper_path()),
-        ("eileen_collins_demo", samples.astronaut_path()),
-    ):
-        (target / folder).mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target / folder / source.name)
 
 
 UPLOADS = [
@@ -142,7 +132,7 @@ def main() -> int:
     env = nocodb_admin.read_env_file(args.env_file)
     data_dir = args.env_file.parent
     references = data_dir / "reference_faces"
-    install_references(references)
+    install_demo_references(references)
     print(f"references: {references} (copied from installed packages)")
 
     daemon_env = dict(os.environ)

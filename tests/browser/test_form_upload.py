@@ -16,13 +16,13 @@ from selenium.webdriver.chrome.webdriver import WebDriver
 
 from nocodb_guard import samples
 from tests.browser import visitor
+from tests.demo_references import install_demo_references
 from tests.integration.conftest import DevServer
 from tests.integration.guard_process import (
     CAT,
     GRACE,
     grace_variant,
     guard_env,
-    install_references,
     sweep_json,
 )
 
@@ -44,7 +44,8 @@ def test_a_visitor_uploads_through_the_form_and_only_the_approved_picture_is_sho
     rows = {row["Title"]: row for row in clean_table.rows()}
     [grace_file] = rows["browser: grace"]["Photo"]
     [cat_file] = rows["browser: cat"]["Photo"]
-    env = guard_env(clean_table, tmp_path / "state", install_references(tmp_path / "references"))
+    references = install_demo_references(tmp_path / "references")
+    env = guard_env(clean_table, tmp_path / "state", references)
     code, report = sweep_json(clean_table, env)
 
     assert code == 0, report

@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from tests import nocodb_admin
+from tests.demo_references import install_demo_references
 from tests.nocodb_admin import read_env_file
 
 REPO = Path(__file__).resolve().parents[2]
@@ -210,3 +211,15 @@ def clean_table(nocodb: DevServer) -> Iterator[DevServer]:
     yield nocodb
     if nocodb.pid() is not None:
         nocodb.clear()
+
+
+@pytest.fixture(scope="module")
+def references(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The two demo identities' reference folders, shared by a module's tests."""
+    return install_demo_references(tmp_path_factory.mktemp("references"))
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Path:
+    """A fresh state dir per test (a module that shares one overrides this)."""
+    return tmp_path / "state"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -34,17 +33,6 @@ NOBODY = "Nobody Configured"
 OUTPUTS: list[tuple[str, str]] = []
 
 STOP_TIMEOUT_S = 70.0  # the daemon's own stop bound is 60 s
-
-
-def install_references(target: Path) -> Path:
-    """Reference folders for the two demo identities (photos shipped in installed packages)."""
-    for folder, source in (
-        ("grace_hopper_demo", samples.grace_hopper_path()),
-        ("eileen_collins_demo", samples.astronaut_path()),
-    ):
-        (target / folder).mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target / folder / source.name)
-    return target
 
 
 def grace_variant() -> bytes:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ from typing import Any
 import pytest
 
 from nocodb_guard import samples
+from tests.demo_references import install_demo_references
 from tests.integration.conftest import REPO, DevServer
 
 GRACE = "Grace Hopper (demo)"
@@ -102,15 +102,6 @@ class Scenario:
         return {int(entry["id"]): entry for entry in report["rows"]}
 
 
-def install_references(target: Path) -> None:
-    for folder, source in (
-        ("grace_hopper_demo", samples.grace_hopper_path()),
-        ("eileen_collins_demo", samples.astronaut_path()),
-    ):
-        (target / folder).mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target / folder / source.name)
-
-
 #: label -> (politician, files); every file named with uploader-chosen text.
 UPLOADS: dict[str, tuple[str, list[tuple[str, Any, str]]]] = {
     "match": (GRACE, [(f"{SECRET_NAME}.jpg", samples.grace_hopper_variant, "image/jpeg")]),
@@ -164,7 +155,7 @@ def scenario(nocodb: DevServer, tmp_path_factory: pytest.TempPathFactory) -> Ite
         nocodb.start()
     nocodb.clear()
     world = Scenario(nocodb, tmp_path_factory.mktemp("audit-recheck"))
-    install_references(world.root / "references")
+    install_demo_references(world.root / "references")
     world.audit_dir.mkdir(mode=0o700, parents=True)  # as an earlier run left it
     expired = (datetime.now(UTC) - timedelta(days=31)).date()
     (world.audit_dir / f"audit-{expired.isoformat()}.jsonl").write_text('{"row_id": 1}\n')

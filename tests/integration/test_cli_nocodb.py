@@ -15,16 +15,11 @@ import pytest
 
 from nocodb_guard import samples
 from nocodb_guard.service.locking import sweep_lock
+from tests.demo_references import install_demo_references
 from tests.integration.conftest import POLITICIANS, DevServer, free_port
-from tests.integration.test_sweep import install_demo_references, run_guard
+from tests.integration.test_sweep import run_guard
 
 GRACE = "Grace Hopper (demo)"
-
-
-@pytest.fixture(scope="module")
-def references(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """References for the two demo identities only: obama and Nobody Configured have none."""
-    return install_demo_references(tmp_path_factory.mktemp("references"))
 
 
 @pytest.fixture(scope="module")
@@ -35,11 +30,6 @@ def complete_references(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (target / folder).mkdir()
         shutil.copyfile(samples.grace_hopper_path(), target / folder / "stand_in.jpg")
     return target
-
-
-@pytest.fixture
-def state(tmp_path: Path) -> Path:
-    return tmp_path / "state"
 
 
 # --- exit codes -------------------------------------------------------------------------------

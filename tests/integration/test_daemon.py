@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -114,19 +113,6 @@ def wait_until(
         time.sleep(0.2)
     tail = f":\n{service.tail()}" if service is not None else ""
     pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}{tail}")
-
-
-@pytest.fixture(scope="module")
-def references(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Reference photos for the two demo identities (copied from installed packages)."""
-    root = tmp_path_factory.mktemp("reference_faces")
-    for folder, source in (
-        ("grace_hopper_demo", samples.grace_hopper_path()),
-        ("eileen_collins_demo", samples.astronaut_path()),
-    ):
-        (root / folder).mkdir()
-        shutil.copyfile(source, root / folder / source.name)
-    return root
 
 
 def daemon_env(

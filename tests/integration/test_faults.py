@@ -23,6 +23,7 @@ from nocodb_guard import samples
 from nocodb_guard.nocodb.client import NocoDBClient
 from nocodb_guard.settings import load_settings
 from tests import nocodb_admin
+from tests.demo_references import install_demo_references
 from tests.faultproxy import Fault, FaultProxy, Listener, listening, running_proxy
 from tests.integration.conftest import DevServer
 from tests.integration.guard_process import (
@@ -39,7 +40,6 @@ from tests.integration.guard_process import (
     expected_state,
     guard_daemon,
     guard_env,
-    install_references,
     row_state,
     run_cli,
     submit,
@@ -61,11 +61,6 @@ FAULT_KINDS = (
     "reference folder missing", "two-face reference photo", "select option renamed",
     "wrong token", "wrong table id", "approve twice", "delete twice",
 )
-
-
-@pytest.fixture(scope="module")
-def references(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return install_references(tmp_path_factory.mktemp("references"))
 
 
 @pytest.fixture(scope="module")
@@ -425,7 +420,7 @@ def test_a_wrong_token_or_table_id_stops_with_a_clear_message_and_rows_untouched
 def test_a_reference_photo_with_two_faces_stops_start_up_naming_it_and_rows_untouched(
     clean_table: DevServer, state_dir: Path, tmp_path: Path
 ) -> None:
-    refs = install_references(tmp_path / "refs")
+    refs = install_demo_references(tmp_path / "refs")
     (refs / "grace_hopper_demo" / "group.jpg").write_bytes(samples.two_faces_side_by_side())
     row_id = submit(clean_table, TEXT)
 
@@ -439,7 +434,7 @@ def test_a_reference_photo_with_two_faces_stops_start_up_naming_it_and_rows_unto
 def test_a_politician_without_a_reference_folder_has_its_rows_left_untouched(
     clean_table: DevServer, state_dir: Path, tmp_path: Path
 ) -> None:
-    refs = install_references(tmp_path / "refs")
+    refs = install_demo_references(tmp_path / "refs")
     for folder in refs.iterdir():
         if folder.name == "grace_hopper_demo":
             for photo in folder.iterdir():

@@ -23,6 +23,7 @@ import pytest
 from PIL import Image
 
 from nocodb_guard import samples
+from tests.demo_references import install_demo_references
 from tests.faultproxy import Listener, listening
 from tests.integration.conftest import DevServer
 from tests.integration.guard_process import (
@@ -31,7 +32,6 @@ from tests.integration.guard_process import (
     grace_variant,
     guard_daemon,
     guard_env,
-    install_references,
     peak_rss_mb,
     process_tree,
     row_state,
@@ -209,7 +209,7 @@ def test_every_hostile_upload_gets_its_reason_within_memory_and_time_caps_and_th
         clean_table.insert([{"Politician": GRACE, "Photo": cell}])[0]: label
         for label, (cell, _) in cells.items()
     }
-    env = guard_env(clean_table, tmp_path / "state", install_references(tmp_path / "refs"),
+    env = guard_env(clean_table, tmp_path / "state", install_demo_references(tmp_path / "refs"),
                     workers="1")
 
     with guard_daemon(clean_table, env, tmp_path / "daemon.log") as daemon:

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.demo_references import install_demo_references
 from tests.faultproxy import Fault, running_proxy
 from tests.integration.conftest import DevServer, free_port
 from tests.integration.guard_process import (
@@ -34,7 +35,6 @@ from tests.integration.guard_process import (
     WRONG_PERSON,
     guard_daemon,
     guard_env,
-    install_references,
     run_cli,
     submit,
 )
@@ -80,7 +80,7 @@ def test_no_uploaded_picture_or_face_encoding_is_ever_written_to_disk(
     state, temp, work, home = (tmp_path / name for name in ("state", "tmp", "work", "home"))
     for folder in (temp, work, home):
         folder.mkdir()
-    refs = install_references(tmp_path / "refs")
+    refs = install_demo_references(tmp_path / "refs")
     env = guard_env(clean_table, state, refs, workers="1")
     env.update(TMPDIR=str(temp), HOME=str(home))
     shared_memory_before = set(all_files(SHM)) if SHM.is_dir() else set()
@@ -128,7 +128,7 @@ def test_the_token_never_appears_in_logs_json_output_errors_or_metrics(
     clean_table: DevServer, tmp_path: Path
 ) -> None:
     token = clean_table.token
-    state, refs = tmp_path / "state", install_references(tmp_path / "refs")
+    state, refs = tmp_path / "state", install_demo_references(tmp_path / "refs")
     env = guard_env(clean_table, state, refs, log_level="debug")
     for upload in (MATCH, TEXT):
         submit(clean_table, upload)

@@ -23,7 +23,6 @@ from tests.integration.guard_process import (
     Upload,
     expected_state,
     guard_env,
-    install_references,
     row_state,
     submit,
     sweep_json,
@@ -41,11 +40,6 @@ def limited(clean_table: DevServer) -> Iterator[tuple[FaultProxy, NocoLimiter]]:
     with running_proxy(clean_table.url) as proxy:
         proxy.limiter = limiter
         yield proxy, limiter
-
-
-@pytest.fixture(scope="module")
-def references(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return install_references(tmp_path_factory.mktemp("references"))
 
 
 def backlog(server: DevServer) -> dict[int, Upload]:

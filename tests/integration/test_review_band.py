@@ -11,8 +11,9 @@ import re
 from pathlib import Path
 
 from nocodb_guard import samples
+from tests.demo_references import install_demo_references
 from tests.integration.conftest import DevServer
-from tests.integration.test_sweep import install_demo_references, run_guard, sweep_json
+from tests.integration.test_sweep import run_guard, sweep_json
 
 GRACE = "Grace Hopper (demo)"
 BAND = {"NOCODB_GUARD_TOLERANCE": "0.6", "NOCODB_GUARD_REVIEW_BAND": "[0.05, 0.65]"}

@@ -21,7 +21,6 @@ import requests
 from nocodb_guard.service.locking import sweep_lock
 from nocodb_guard.service.webhook import SECRET_HEADER
 from tests.integration.conftest import DevServer, free_port
-from tests.integration.guard_process import install_references
 from tests.integration.test_daemon import (
     daemon_env,
     decided,
@@ -34,11 +33,6 @@ from tests.integration.test_daemon import (
 )
 
 FLOOD = 300
-
-
-@pytest.fixture(scope="module")
-def references(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return install_references(tmp_path_factory.mktemp("reference_faces"))
 
 
 def one_line_error(result_stderr: str, expected: str) -> None:

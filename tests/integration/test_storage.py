@@ -30,22 +30,11 @@ from tests.integration.test_sweep import (
     GRACE,
     REPO,
     guard_env,
-    install_demo_references,
     run_guard,
     sweep_json,
 )
 
 THUMBNAILS = ("tiny.jpg", "small.jpg", "card_cover.jpg")
-
-
-@pytest.fixture(scope="module")
-def references(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return install_demo_references(tmp_path_factory.mktemp("references"))
-
-
-@pytest.fixture
-def state(tmp_path: Path) -> Path:
-    return tmp_path / "state"
 
 
 def data_env(server: DevServer, data_dir: Path | None = None) -> dict[str, str]:

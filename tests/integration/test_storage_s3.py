@@ -22,7 +22,7 @@ from nocodb_guard import samples
 from tests import nocodb_admin
 from tests.faultproxy import Fault, running_proxy
 from tests.integration.conftest import POLITICIANS, DevServer, free_port, require_node
-from tests.integration.test_sweep import GRACE, install_demo_references, run_guard, sweep_json
+from tests.integration.test_sweep import GRACE, run_guard, sweep_json
 from tests.s3server import ACCESS_KEY, BUCKET, REGION, SECRET_KEY, S3Server, running_s3
 
 THUMBNAILS = ("card_cover.jpg", "small.jpg", "tiny.jpg")
@@ -64,16 +64,6 @@ def server(nocodb_s3: DevServer) -> Iterator[DevServer]:
     nocodb_s3.clear()
     yield nocodb_s3
     nocodb_s3.clear()
-
-
-@pytest.fixture(scope="module")
-def references(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return install_demo_references(tmp_path_factory.mktemp("references"))
-
-
-@pytest.fixture
-def state(tmp_path: Path) -> Path:
-    return tmp_path / "state"
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -80,24 +79,8 @@ def sweep_json(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     return data
 
 
-def install_demo_references(target: Path) -> Path:
-    """Grace Hopper's and Eileen Collins' reference photos (from installed packages)."""
-    for folder, source in (
-        ("grace_hopper_demo", samples.grace_hopper_path()),
-        ("eileen_collins_demo", samples.astronaut_path()),
-    ):
-        (target / folder).mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target / folder / source.name)
-    return target
-
-
 def by_id(items: Sequence[dict[str, Any]], key: str = "Id") -> dict[int, dict[str, Any]]:
     return {int(item[key]): item for item in items}
-
-
-@pytest.fixture(scope="module")
-def references(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return install_demo_references(tmp_path_factory.mktemp("references"))
 
 
 @pytest.fixture(scope="module")
