@@ -28,6 +28,12 @@ worker replaced. Each worker's address space is capped too (``worker_memory_mb``
 which defers its row like the timer does, and the worker lives on, so several workers stay
 under the unit's ``MemoryMax`` instead of being OOM-killed in turn. In-process analysis
 (``workers = 0``) has neither net.
+
+A worker ends by itself when the process that owns the pool is gone: a ``kill -9``, the
+OOM killer or ``timeout -s KILL`` around a cron sweep leave no chance to shut the pool
+down, and a ``ProcessPoolExecutor`` worker would otherwise wait forever on a queue whose
+write end it holds itself, with its models (about 135 MiB) loaded. systemd kills the
+whole control group; a shell or cron does not.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ import os
 import resource
 import signal
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -93,12 +100,15 @@ class InlineAnalyzer:
         self._executor.shutdown(wait=True, cancel_futures=True)
 
 
+#: How often a worker checks that the process owning its pool is still there.
+PARENT_CHECK_S = 1.0
+
 # Per-process state of a pool worker: set once by the initializer, in the worker only.
 _worker_engine: FaceEngine | None = None
 _worker_config: PipelineConfig | None = None
 
 
-def _init_worker(config: PipelineConfig, engine_factory: EngineFactory) -> None:
+def _init_worker(config: PipelineConfig, engine_factory: EngineFactory, owner: int) -> None:
     global _worker_engine, _worker_config  # noqa: PLW0603 - one engine per worker process
     # Ctrl-C reaches the whole process group: the parent finishes the row in hand, then
     # shuts the pool down; a worker must not die under it first (and break the pool).
@@ -109,7 +119,19 @@ def _init_worker(config: PipelineConfig, engine_factory: EngineFactory) -> None:
         limit = config.worker_memory_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     _worker_config = config
+    threading.Thread(target=_end_with, args=(owner,), name="end-with-owner", daemon=True).start()
     _worker_engine = engine_factory(config)
+
+
+def _end_with(owner: int) -> None:
+    """End this worker once ``owner`` has gone (the worker is then re-parented).
+
+    The owner's pid comes from the owner itself: a worker that starts after the owner
+    was killed must not take its new parent for the owner.
+    """
+    while os.getppid() == owner:
+        time.sleep(PARENT_CHECK_S)
+    os._exit(1)
 
 
 def _analyze_in_worker(data: bytes, name: str, references: References) -> PictureAnalysis:
@@ -175,7 +197,7 @@ class PoolAnalyzer:
             max_workers=self._workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_worker,
-            initargs=(self._config, self._engine_factory),
+            initargs=(self._config, self._engine_factory, os.getpid()),
         )
         # Spawns every worker now and lets them load their models in the background.
         self._warmup = [executor.submit(_ready) for _ in range(self._workers)]

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -23,6 +26,7 @@ from nocodb_guard.faces.workers import InlineAnalyzer, PoolAnalyzer, make_analyz
 from nocodb_guard.models import FaceBox, PictureAnalysis, Reason
 
 DEADLINE_S = 60.0
+REPO = Path(__file__).resolve().parents[2]
 
 
 class OneFaceEngine:
@@ -265,3 +269,32 @@ def _alive(pid: int) -> bool:
             return stat.read().split(")")[-1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+OWNER = """
+import sys, time
+from nocodb_guard.faces.see import PipelineConfig
+from nocodb_guard.faces.workers import PoolAnalyzer
+from tests.unit.test_workers import one_face_engine
+pool = PoolAnalyzer(PipelineConfig(), 2, engine_factory=one_face_engine)
+pool.wait_ready(timeout=60)
+print(*pool.worker_pids(), flush=True)
+time.sleep(600)
+"""
+
+
+def test_the_workers_end_when_the_process_that_owns_the_pool_is_killed() -> None:
+    # kill -9, the OOM killer or `timeout -s KILL` around a cron sweep leave no chance to
+    # shut the pool down; its workers must not live on with their models loaded.
+    owner = subprocess.Popen(
+        [sys.executable, "-c", OWNER], stdout=subprocess.PIPE, text=True, cwd=REPO
+    )
+    try:
+        assert owner.stdout is not None
+        pids = [int(pid) for pid in owner.stdout.readline().split()]
+        assert len(pids) == 2
+    finally:
+        owner.kill()
+        owner.wait()
+    for pid in pids:
+        wait_for(lambda pid=pid: not _alive(pid), timeout=10)
