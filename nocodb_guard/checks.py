@@ -6,7 +6,7 @@ problem to fix (its uploads wait forever), so it fails the check.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -171,12 +171,10 @@ def _reference_checks(settings: Settings, labels: Sequence[str]) -> list[CheckRe
 
 
 def describe_references(
-    settings: Settings,
-    labels: Sequence[str],
-    store_factory: Callable[[Settings], ReferenceStore] = ReferenceStore.from_settings,
+    settings: Settings, labels: Sequence[str]
 ) -> tuple[list[dict[str, Any]], bool]:
-    """Per politician: folder, tolerance, files and their cache state; ok overall?"""
-    store = store_factory(settings)
+    """Per politician: folder, tolerance, files and the daemon's cache state; ok overall?"""
+    store = ReferenceStore.from_settings(settings, read_only=True)
     wanted = list(labels) or _default_labels(settings)
     report = [_describe_one(settings, store, label) for label in wanted]
     return report, all(entry["ok"] for entry in report)

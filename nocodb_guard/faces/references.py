@@ -137,12 +137,14 @@ class ReferenceStore:
         cache_dir: Path | None,
         engine_factory: EngineFactory | None = None,
         review_band_for: Callable[[str], tuple[float, float] | None] = lambda _label: None,
+        cache_writable: bool = True,
     ) -> None:
         self._folder_for = folder_for
         self._tolerance_for = tolerance_for
         self._review_band_for = review_band_for
         self._config = config
         self._cache_dir = cache_dir
+        self._cache_writable = cache_writable
         self._engine = LazyEngine(engine_factory or functools.partial(make_engine, config))
         self._memo: dict[str, tuple[tuple[tuple[str, int, int], ...], ReferenceSet]] = {}
         self._lock = threading.RLock()
@@ -154,8 +156,15 @@ class ReferenceStore:
         *,
         engine_factory: EngineFactory | None = None,
         config: PipelineConfig | None = None,
+        read_only: bool = False,
     ) -> ReferenceStore:
-        """The store the service uses: cache in ``<state_dir>/reference-cache``."""
+        """The store the service uses: cache in ``<state_dir>/reference-cache``.
+
+        ``read_only``: the cache is read, never written. For the commands that only look
+        (``check``, ``references``, ``explain``): they change nothing in the daemon's state
+        dir (an admin's ``sudo nocodb-guard check`` leaves no root-owned file there), and
+        ``explain --reference`` never caches the encoding of a photo that is no reference.
+        """
         return cls(
             folder_for=settings.reference_folder,
             tolerance_for=settings.tolerance_for,
@@ -163,6 +172,7 @@ class ReferenceStore:
             cache_dir=settings.state_dir / "reference-cache",
             engine_factory=engine_factory,
             review_band_for=settings.review_band_for,
+            cache_writable=not read_only,
         )
 
     def release_engine(self) -> None:
@@ -274,7 +284,7 @@ class ReferenceStore:
             kept = len(sight.faces)
             return _failed(path, False, kept, _face_count_problem(kept, sight.ignored_faces))
         encoding = np.asarray(sight.encoding, dtype=np.float64)
-        if cache_path is not None:
+        if cache_path is not None and self._cache_writable:
             self._write_cache(cache_path, encoding)
         return _Outcome(ReferenceFile(path.name, cached=False, faces=1), encoding)
 

@@ -25,7 +25,7 @@ def load_references(
     settings: Settings, politician: str | None, reference_photos: Sequence[Path] | None
 ) -> ReferenceSet:
     """The politician's configured references, or explicit photos (``--reference``)."""
-    store = ReferenceStore.from_settings(settings)
+    store = ReferenceStore.from_settings(settings, read_only=True)
     if reference_photos:
         missing = [str(p) for p in reference_photos if not p.is_file()]
         if missing:

@@ -147,7 +147,7 @@ def test_check_with_a_wrong_token_fails_with_exit_3(
 # --- references -------------------------------------------------------------------------------
 
 
-def test_references_lists_politicians_files_and_cache_state(
+def test_references_lists_politicians_files_and_the_daemons_cache_state(
     nocodb: DevServer, references: Path, state: Path
 ) -> None:
     first = run_guard(nocodb, references, state, "references", GRACE, "Eileen Collins (demo)")
@@ -158,13 +158,14 @@ def test_references_lists_politicians_files_and_cache_state(
         f"{GRACE}  ->  {references / 'grace_hopper_demo'}  (tolerance 0.6): 1 reference photo(s)"
         in first.stdout
     )
-    assert "    grace_hopper.jpg  [" in first.stdout
-    assert "    astronaut.png  [" in first.stdout
+    assert "    grace_hopper.jpg  [not cached]" in first.stdout
+    assert "    astronaut.png  [not cached]" in first.stdout
+    assert not (state / "reference-cache").exists(), "a read-only command wrote the cache"
     [entry] = json.loads(second.stdout)
     assert second.returncode == 0
     assert entry["politician"] == GRACE and entry["ok"] is True
     assert entry["files"] == [
-        {"name": "grace_hopper.jpg", "cached": True, "faces": 1, "error": None}
+        {"name": "grace_hopper.jpg", "cached": False, "faces": 1, "error": None}
     ]
 
 

@@ -214,6 +214,30 @@ def test_explain_with_a_configured_politician_uses_its_reference_folder(
     assert "faces: 1" in out
 
 
+def test_references_and_explain_leave_the_daemons_state_dir_untouched(
+    in_process: None,
+    reference_dir: Path,
+    pictures: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("NOCODB_GUARD_REFERENCE_DIR", str(reference_dir))
+    state = tmp_path / "state"
+    state.mkdir()
+
+    listed = cli.main(["references", GRACE])
+    explained = cli.main(["explain", str(pictures / "matching.jpg"), "--politician", GRACE])
+    with_photo = cli.main([
+        "explain", str(pictures / "matching.jpg"),
+        "--reference", str(reference_dir / "grace_hopper_demo" / "grace_hopper.jpg"),
+    ])
+
+    assert (listed, explained, with_photo) == (cli.EXIT_OK,) * 3
+    assert "grace_hopper.jpg  [not cached]" in capsys.readouterr().out
+    assert list(state.iterdir()) == []
+
+
 def test_explain_with_a_politician_without_references_exits_2_saying_where_it_looked(
     in_process: None,
     reference_dir: Path,

@@ -92,6 +92,7 @@ def make_store(
     *,
     config: PipelineConfig | None = None,
     cache: bool = True,
+    cache_writable: bool = True,
 ) -> tuple[ReferenceStore, CountingFactory]:
     factory = CountingFactory(engine)
     store = ReferenceStore(
@@ -100,6 +101,7 @@ def make_store(
         config=config or PipelineConfig(),
         cache_dir=reference_dir.parent / "state" / "reference-cache" if cache else None,
         engine_factory=factory,
+        cache_writable=cache_writable,
     )
     return store, factory
 
@@ -227,6 +229,22 @@ def test_a_restart_loads_cached_references_without_loading_dlib(
     cache_files = list((reference_dir.parent / "state" / "reference-cache").iterdir())
     assert len(cache_files) == 2
     assert all(f.suffix == ".npy" for f in cache_files)
+
+
+def test_a_read_only_store_uses_the_cache_but_never_writes_it(
+    reference_dir: Path, engine: DlibFaceEngine
+) -> None:
+    cache_dir = reference_dir.parent / "state" / "reference-cache"
+    looking, _ = make_store(reference_dir, engine, cache_writable=False)
+    assert looking.load(LABEL) is not None
+    assert not cache_dir.exists()
+    service, _ = make_store(reference_dir, engine)
+    assert service.load(LABEL) is not None
+    written = sorted(cache_dir.iterdir())
+    looking_again, _ = make_store(reference_dir, None, cache_writable=False)  # no dlib
+    assert looking_again.load(LABEL) is not None
+    assert not looking_again.engine_created
+    assert sorted(cache_dir.iterdir()) == written
 
 
 def test_a_changed_photo_is_encoded_again(reference_dir: Path, engine: DlibFaceEngine) -> None:
