@@ -85,7 +85,8 @@ class LocalStorage:
                 if uploads is None:
                     raise StorageUnavailable(
                         f"nocodb_data_dir {self.data_dir} holds no nc/uploads: not NocoDB's "
-                        "data folder (NC_TOOL_DIR, /usr/app/data in the Docker image)"
+                        "data folder (NC_TOOL_DIR, /usr/app/data in the Docker image), or "
+                        "NocoDB has stored no upload yet (it creates the folder then)"
                     )
             yield root
         finally:

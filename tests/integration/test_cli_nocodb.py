@@ -106,6 +106,8 @@ def test_a_sweep_while_another_holds_the_lock_exits_4(
 def test_check_passes_when_nocodb_the_schema_and_every_options_references_are_good(
     nocodb: DevServer, complete_references: Path, state: Path
 ) -> None:
+    # As after NocoDB's first upload (it creates the folder then), whichever tests ran before.
+    (nocodb.dir / "nc" / "uploads").mkdir(parents=True, exist_ok=True)
     result = run_guard(nocodb, complete_references, state, "check")
 
     assert result.returncode == 0, result.stdout + result.stderr
