@@ -145,6 +145,9 @@ class ReferenceStore:
         self._config = config
         self._cache_dir = cache_dir
         self._cache_writable = cache_writable
+        self._looked: dict[tuple[Path, Path], _Outcome] = {}
+        """What a read-only store encoded, in this process's memory only: ``check`` then
+        describes the files it has just loaded without encoding them a second time."""
         self._engine = LazyEngine(engine_factory or functools.partial(make_engine, config))
         self._memo: dict[str, tuple[tuple[tuple[str, int, int], ...], ReferenceSet]] = {}
         self._lock = threading.RLock()
@@ -271,7 +274,12 @@ class ReferenceStore:
         cached = self._read_cache(cache_path)
         if cached is not None:
             return _Outcome(ReferenceFile(path.name, cached=True, faces=1), cached)
-        return self._encode(path, data, cache_path)
+        if cache_path is None or self._cache_writable:
+            return self._encode(path, data, cache_path)
+        key = (path, cache_path)  # the cache path names the bytes and the settings
+        if key not in self._looked:
+            self._looked[key] = self._encode(path, data, cache_path)
+        return self._looked[key]
 
     def _encode(self, path: Path, data: bytes, cache_path: Path | None) -> _Outcome:
         try:

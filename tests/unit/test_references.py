@@ -12,14 +12,16 @@ import os
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 from PIL import Image
 
 from nocodb_guard.errors import ReferenceSetError
 from nocodb_guard.faces import see
-from nocodb_guard.faces.engine import DlibFaceEngine, FaceEngine
+from nocodb_guard.faces.engine import Detection, DlibFaceEngine, FaceEngine
 from nocodb_guard.faces.references import ReferenceStore
 from nocodb_guard.faces.see import PipelineConfig
+from nocodb_guard.models import FaceBox
 from nocodb_guard.settings import Politician, Settings
 
 LABEL = "Grace Hopper"
@@ -245,6 +247,36 @@ def test_a_read_only_store_uses_the_cache_but_never_writes_it(
     assert looking_again.load(LABEL) is not None
     assert not looking_again.engine_created
     assert sorted(cache_dir.iterdir()) == written
+
+
+class CountingEncodes:
+    """An engine that counts the faces it encodes."""
+
+    def __init__(self, engine: FaceEngine) -> None:
+        self.engine, self.encoded = engine, 0
+
+    def detect(self, rgb: npt.NDArray[np.uint8]) -> list[Detection]:
+        return self.engine.detect(rgb)
+
+    def confirm(self, rgb: npt.NDArray[np.uint8], box: FaceBox) -> bool:
+        return self.engine.confirm(rgb, box)
+
+    def encode(self, rgb: npt.NDArray[np.uint8], box: FaceBox) -> npt.NDArray[np.float64]:
+        self.encoded += 1
+        return self.engine.encode(rgb, box)
+
+
+def test_a_read_only_store_describes_what_it_loaded_without_encoding_again(
+    reference_dir: Path, engine: DlibFaceEngine
+) -> None:
+    counting = CountingEncodes(engine)
+    looking, _ = make_store(reference_dir, counting, cache_writable=False)
+    loaded = looking.load(LABEL)
+    report = looking.describe(LABEL)
+    assert loaded is not None and counting.encoded == len(loaded.files) == 2
+    assert [(f.name, f.cached, f.faces) for f in report.files] == [
+        (name, False, 1) for name in loaded.files
+    ]
 
 
 def test_a_changed_photo_is_encoded_again(reference_dir: Path, engine: DlibFaceEngine) -> None:
