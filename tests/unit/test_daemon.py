@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
@@ -284,6 +284,19 @@ def wait_for(condition: Callable[[], bool]) -> None:
         time.sleep(0.01)
 
 
+@contextlib.contextmanager
+def after_first_pass(tmp_path: Path, runtime: FakeRuntime) -> Iterator[Daemon]:
+    """A started daemon whose first pass has ended; stopped on leaving the block."""
+    daemon, flags = make_daemon(tmp_path, runtime)
+    daemon.start(StartupReport(options=()))
+    try:
+        wait_for(lambda: runtime.count == 1 and flags.idle.is_set())
+        yield daemon
+    finally:
+        flags.stop.set()
+        daemon.stop()
+
+
 def test_a_webhook_during_a_pass_triggers_another_pass_right_after(tmp_path: Path) -> None:
     in_first_pass, release = threading.Event(), threading.Event()
 
@@ -310,15 +323,9 @@ def test_a_webhook_during_a_pass_triggers_another_pass_right_after(tmp_path: Pat
 
 def test_a_webhook_between_passes_starts_a_pass_at_once(tmp_path: Path) -> None:
     runtime = FakeRuntime()
-    daemon, flags = make_daemon(tmp_path, runtime)
-    daemon.start(StartupReport(options=()))
-    try:
-        wait_for(lambda: runtime.count == 1 and flags.idle.is_set())
+    with after_first_pass(tmp_path, runtime) as daemon:
         daemon.trigger()
         wait_for(lambda: runtime.count >= 2)
-    finally:
-        flags.stop.set()
-        daemon.stop()
 
 
 def test_a_pass_that_could_not_write_its_audit_trail_leaves_the_problem_for_health(
@@ -329,14 +336,8 @@ def test_a_pass_that_could_not_write_its_audit_trail_leaves_the_problem_for_heal
         result.audit_error = "OSError: No space left on device"
         return result
 
-    runtime = FakeRuntime(unrecorded)
-    daemon, flags = make_daemon(tmp_path, runtime)
-    daemon.start(StartupReport(options=()))
-    try:
-        wait_for(lambda: runtime.count == 1 and flags.idle.is_set())
-    finally:
-        flags.stop.set()
-        daemon.stop()
+    with after_first_pass(tmp_path, FakeRuntime(unrecorded)):
+        pass
 
     beat = read_heartbeat(tmp_path)
     assert beat is not None and beat.problem is not None
@@ -347,17 +348,10 @@ def test_a_pass_that_crashes_is_logged_and_the_next_pass_runs(tmp_path: Path) ->
     def crash() -> SweepResult:
         raise RuntimeError("a bug")
 
-    runtime = FakeRuntime(crash)
-    daemon, flags = make_daemon(tmp_path, runtime)
-    daemon.start(StartupReport(options=()))
-    try:
-        wait_for(lambda: runtime.count == 1 and flags.idle.is_set())
+    with after_first_pass(tmp_path, FakeRuntime(crash)) as daemon:
         assert read_heartbeat(tmp_path) is None
         daemon.trigger()
         wait_for(lambda: read_heartbeat(tmp_path) is not None)
-    finally:
-        flags.stop.set()
-        daemon.stop()
 
 
 def test_a_broken_face_worker_pool_is_replaced_for_the_next_pass(tmp_path: Path) -> None:
@@ -365,13 +359,8 @@ def test_a_broken_face_worker_pool_is_replaced_for_the_next_pass(tmp_path: Path)
         raise BrokenProcessPool("a worker was killed (OOM?)")
 
     runtime = FakeRuntime(broken)
-    daemon, flags = make_daemon(tmp_path, runtime)
-    daemon.start(StartupReport(options=()))
-    try:
-        wait_for(lambda: runtime.count == 1 and flags.idle.is_set())
-    finally:
-        flags.stop.set()
-        daemon.stop()
+    with after_first_pass(tmp_path, runtime):
+        pass
     assert runtime.analyzer.restarts == 1
 
 

@@ -272,7 +272,7 @@ def _alive(pid: int) -> bool:
 
 
 OWNER = """
-import sys, time
+import time
 from nocodb_guard.faces.see import PipelineConfig
 from nocodb_guard.faces.workers import PoolAnalyzer
 from tests.unit.test_workers import one_face_engine
