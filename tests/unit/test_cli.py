@@ -97,10 +97,12 @@ def explained(pictures: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[
 
 
 @pytest.fixture
-def reference_dir(tmp_path: Path) -> Path:
+def reference_dir(in_process: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Grace Hopper's reference folder, configured as ``reference_dir`` for :func:`cli.main`."""
     folder = tmp_path / "references" / "grace_hopper_demo"
     folder.mkdir(parents=True)
     shutil.copyfile(samples.grace_hopper_path(), folder / "grace_hopper.jpg")
+    monkeypatch.setenv("NOCODB_GUARD_REFERENCE_DIR", str(folder.parent))
     return folder.parent
 
 
@@ -197,14 +199,8 @@ def test_bad_files_get_a_reason_without_any_face_work(explained: dict[str, Any])
 
 
 def test_explain_with_a_configured_politician_uses_its_reference_folder(
-    in_process: None,
-    reference_dir: Path,
-    pictures: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    reference_dir: Path, pictures: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("NOCODB_GUARD_REFERENCE_DIR", str(reference_dir))
-
     code = cli.main(["explain", str(pictures / "matching.jpg"), "--politician", GRACE])
 
     out = capsys.readouterr().out
@@ -215,14 +211,8 @@ def test_explain_with_a_configured_politician_uses_its_reference_folder(
 
 
 def test_references_and_explain_leave_the_daemons_state_dir_untouched(
-    in_process: None,
-    reference_dir: Path,
-    pictures: Path,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    reference_dir: Path, pictures: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("NOCODB_GUARD_REFERENCE_DIR", str(reference_dir))
     state = tmp_path / "state"
     state.mkdir()
 
@@ -239,14 +229,8 @@ def test_references_and_explain_leave_the_daemons_state_dir_untouched(
 
 
 def test_explain_with_a_politician_without_references_exits_2_saying_where_it_looked(
-    in_process: None,
-    reference_dir: Path,
-    pictures: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    reference_dir: Path, pictures: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("NOCODB_GUARD_REFERENCE_DIR", str(reference_dir))
-
     code = cli.main(["explain", str(pictures / "cat.png"), "--politician", "Nobody Configured"])
 
     err = capsys.readouterr().err
