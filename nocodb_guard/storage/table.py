@@ -11,9 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Protocol
 
-from nocodb_guard.errors import RetryLater
 from nocodb_guard.models import Attachment
-from nocodb_guard.storage.base import StoredFile
 from nocodb_guard.storage.ledger import FileLedger
 from nocodb_guard.storage.purge import stored_files
 
@@ -35,11 +33,15 @@ class TableFiles:
         self._recorded: set[str] | None = None
 
     def referenced_files(self) -> frozenset[str]:
-        """Raises :class:`RetryLater` when a cell cannot be read: its files are unknown."""
+        """Raises :class:`RetryLater` when NocoDB cannot be read (never a partial answer).
+
+        An entry with no location (no ``path`` nor ``url``, or not readable at all) names no
+        stored file, so it is skipped. It must not stop the scan: a visitor can submit such an
+        entry through the public form, and a scan that waited on it would hold every purge
+        back for good, leaving deleted rows' files on disk.
+        """
         keys: set[str] = set()
         for cell in self._client.iter_attachment_cells():
-            if any(StoredFile.of(a) is None for a in cell):
-                raise RetryLater("a row's attachment cell cannot be read: purging waits")
             keys.update(f.key for f in stored_files(cell))
         self.record(keys)
         return frozenset(keys)

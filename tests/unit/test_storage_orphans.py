@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from nocodb_guard.models import Attachment
+from nocodb_guard.nocodb.records import UNREADABLE_ENTRY_TITLE
 from nocodb_guard.storage.ledger import LEDGER_FILE, FileLedger
 from nocodb_guard.storage.local import LocalStorage
 from nocodb_guard.storage.orphans import find_orphans
@@ -44,6 +45,20 @@ def test_a_scan_records_what_the_table_uses(tmp_path: Path) -> None:
     files.referenced_files()
     assert set(ledger.known()) == {key("a.jpg"), key("b.jpg")}
     assert len((tmp_path / LEDGER_FILE).read_text().splitlines()) == 2
+
+
+class CellsWithoutLocation(Cells):
+    """What a visitor can submit through the form: entries naming no stored file."""
+
+    def iter_attachment_cells(self) -> Iterator[tuple[Attachment, ...]]:
+        yield (Attachment(title="hand-written.jpg"),)
+        yield (Attachment(title=UNREADABLE_ENTRY_TITLE),)
+        yield from super().iter_attachment_cells()
+
+
+def test_entries_naming_no_stored_file_do_not_hold_the_purge_back(tmp_path: Path) -> None:
+    files = TableFiles(CellsWithoutLocation("a.jpg"), FileLedger(tmp_path, "mA"))
+    assert files.referenced_files() == {key("a.jpg")}
 
 
 def test_orphans_are_recorded_unreferenced_old_and_present(tmp_path: Path) -> None:
