@@ -28,7 +28,7 @@ def parse_row(item: Any, settings: Settings) -> Row | None:
         return None
     return Row(
         id=row_id,
-        politician=_text_or_none(item.get(settings.field_politician)),
+        politician=_politician(item.get(settings.field_politician)),
         attachments=parse_attachments(item.get(settings.field_photo)),
         status=_text_or_none(item.get(settings.field_status)),
     )
@@ -132,6 +132,18 @@ def _int_or_none(value: Any) -> int | None:
     if isinstance(value, str) and value.strip().isdigit():
         return int(value.strip())
     return None
+
+
+def _politician(value: Any) -> str | None:
+    """The chosen option; None only when the uploader chose none (a rejection).
+
+    A value that is not text (a number or an object: the column was changed to another type
+    while the daemon runs) is no choice of the uploader's. It becomes a label that names no
+    configured politician, so the row is deferred as an unknown politician, never rejected.
+    """
+    if value is None or isinstance(value, str):
+        return _text_or_none(value)
+    return f"(not text: {type(value).__name__})"
 
 
 def _text_or_none(value: Any) -> str | None:

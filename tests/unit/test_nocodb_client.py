@@ -33,9 +33,9 @@ from nocodb_guard.errors import (
     RowGone,
     UrlNotAllowed,
 )
-from nocodb_guard.models import Action, Attachment, RowWrite
+from nocodb_guard.models import Action, Attachment, Reason, RowWrite, Verdict
 from nocodb_guard.nocodb.client import NocoDBClient
-from nocodb_guard.nocodb.records import parse_attachments
+from nocodb_guard.nocodb.records import parse_attachments, parse_row
 from nocodb_guard.nocodb.schema import (
     TableSchema,
     check_schema,
@@ -43,6 +43,7 @@ from nocodb_guard.nocodb.schema import (
     politician_options,
 )
 from nocodb_guard.nocodb.transport import USER_AGENT, parse_retry_after
+from nocodb_guard.policy import RowEvidence, decide
 from nocodb_guard.settings import Settings
 
 TOKEN = "tok-SECRET-5f1e2d9c"
@@ -528,6 +529,24 @@ def test_junk_attachment_entries_become_placeholders_that_defer_the_row(client_f
     with pytest.raises(UrlNotAllowed):
         client_for().attachment_url(parsed[0])
     assert len(parse_attachments("{not json")) == 1
+
+
+@pytest.mark.parametrize("value", [7, True, {"id": 1, "title": "Jane Doe"}, ["Jane Doe"]])
+def test_a_politician_value_that_is_not_text_defers_the_row_never_rejects_it(value: Any) -> None:
+    """The column was changed to another type under the daemon: not "no politician chosen"."""
+    item = record(1, signed="dltemp/x") | {"Politician": value}
+    row = parse_row(item, make_settings("http://127.0.0.1:9"))
+    assert row is not None
+    decision = decide(RowEvidence(row.politician, None, 1), max_attachments=3)
+    assert (decision.verdict, decision.reason) == (Verdict.DEFERRED, Reason.UNKNOWN_POLITICIAN)
+
+
+@pytest.mark.parametrize("value", [None, "", "  "])
+def test_no_politician_chosen_is_still_a_rejection(value: Any) -> None:
+    row = parse_row(record(1) | {"Politician": value}, make_settings("http://127.0.0.1:9"))
+    assert row is not None
+    decision = decide(RowEvidence(row.politician, None, 1), max_attachments=3)
+    assert (decision.verdict, decision.reason) == (Verdict.REJECTED, Reason.NO_POLITICIAN)
 
 
 # --- schema and ping ---------------------------------------------------------------------------
