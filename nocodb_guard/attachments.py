@@ -47,8 +47,8 @@ import hashlib
 import ipaddress
 import socket
 import time
-from collections.abc import Callable, Collection
-from contextlib import closing
+from collections.abc import Callable, Collection, Iterator
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 
 import requests
@@ -244,7 +244,7 @@ def fetch(
         deadline_seconds = default_deadline(connect_timeout, read_timeout)
     started = time.monotonic()
     response = _open(session, url, ref, connect_timeout, read_timeout)
-    with closing(response):
+    with closing(response), _not_the_upload_when_over(expected_size, max_bytes):
         _check_status(response, ref)
         declared = _declared_length(response)
         if declared is not None and declared > max_bytes:
@@ -257,6 +257,24 @@ def fetch(
         "attachment.fetched", ref=ref, bytes=len(data), seconds=round(time.monotonic() - started, 3)
     )
     return data
+
+
+@contextmanager
+def _not_the_upload_when_over(expected_size: int | None, max_bytes: int) -> Iterator[None]:
+    """Over the cap is a fact about the upload only when the upload may be that large.
+
+    When the cell says the file is within the cap, more bytes (announced or sent) are not
+    the upload: a proxy's page, a CDN's wrong object. Nothing may be decided from them, so
+    :class:`DownloadTooLarge` becomes :class:`DownloadFailed` and the row waits.
+    """
+    try:
+        yield
+    except DownloadTooLarge as exc:
+        if expected_size is None or expected_size > max_bytes:
+            raise
+        raise DownloadFailed(
+            f"{exc}, where the cell says {expected_size}: not the uploaded file"
+        ) from None
 
 
 #: Content types an error page is served as (HTML, JSON, XML, plain text), never a picture.

@@ -229,6 +229,25 @@ def test_a_declared_length_over_the_cap_is_too_large(
         get(session, httpserver.url_for("/big"), origin_of(httpserver.url_for("/")), max_bytes=1024)
 
 
+@pytest.mark.parametrize("announced", [True, False])
+def test_more_bytes_than_the_cell_says_over_the_cap_are_not_the_upload_so_the_row_waits(
+    announced: bool, httpserver: HTTPServer, session: requests.Session
+) -> None:
+    """A proxy or CDN sending a large page for a small upload: never a ``too_large`` deletion."""
+
+    def large(request: Request) -> Response:
+        body = b"x" * 5000
+        return Response(body if announced else iter([body]), mimetype="image/jpeg")
+
+    httpserver.expect_request("/small").respond_with_handler(large)
+    url, origin = httpserver.url_for("/small"), origin_of(httpserver.url_for("/"))
+    with pytest.raises(DownloadFailed, match="the cell says 600: not the uploaded file") as raised:
+        get(session, url, origin, max_bytes=1024, expected_size=600)
+    assert not isinstance(raised.value, DownloadTooLarge)
+    with pytest.raises(DownloadTooLarge):  # the cell itself says over the cap: a fact
+        get(session, url, origin, max_bytes=1024, expected_size=5000)
+
+
 def test_a_streamed_body_over_the_cap_stops_while_streaming(
     httpserver: HTTPServer, session: requests.Session
 ) -> None:
