@@ -202,7 +202,10 @@ class AuditLog:
         record = outcome_record(
             outcome, when=when, version=self.settings_version, dry_run=dry, intent=intent
         )
-        line = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+        text = json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
+        # A lone surrogate (NocoDB's JSON may carry one) cannot be UTF-8: written as its JSON
+        # escape it reads back the same, and the record never fails over it.
+        line = text.encode("utf-8", "backslashreplace")
         fd = open_private(self.path_for(when.date()), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         try:
             if os.write(fd, line) != len(line):

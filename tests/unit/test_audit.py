@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import stat
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -201,6 +202,15 @@ def test_history_answers_why_a_row_was_deleted(tmp_path: Path) -> None:
     assert (record["action"], record["reason"]) == ("deleted", "not_an_image")
     line = format_record(record)
     assert "row 7" in line and "not_an_image" in line and "picture 1 is not an image" in line
+
+
+def test_text_with_a_lone_surrogate_is_recorded_and_read_back(tmp_path: Path) -> None:
+    """NocoDB's JSON may carry one (``"\\ud800"``): the record must not fail, or every pass would."""
+    log = AuditLog(tmp_path, 30, "v")
+    log.append(replace(_rejected(7), politician="Grace \ud800"), now=NOW)
+    [record] = log.query(row_id=7)
+    assert record["politician"] == "Grace \ud800"
+    assert "Grace" in format_record(record)
 
 
 def test_history_filters_by_verdict_and_time(tmp_path: Path) -> None:
