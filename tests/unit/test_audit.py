@@ -205,7 +205,7 @@ def test_history_answers_why_a_row_was_deleted(tmp_path: Path) -> None:
 
 
 def test_text_with_a_lone_surrogate_is_recorded_and_read_back(tmp_path: Path) -> None:
-    """NocoDB's JSON may carry one (``"\\ud800"``): the record must not fail, or every pass would."""
+    """NocoDB's JSON may carry one (``\\ud800``): a failing record would fail every pass."""
     log = AuditLog(tmp_path, 30, "v")
     log.append(replace(_rejected(7), politician="Grace \ud800"), now=NOW)
     [record] = log.query(row_id=7)
