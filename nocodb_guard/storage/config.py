@@ -29,8 +29,11 @@ def backend_from_settings(settings: Settings) -> StorageBackend | None:
     return None
 
 
-def table_files(settings: Settings, client: AttachmentCells) -> TableFiles:
-    return TableFiles(client, FileLedger(settings.state_dir, settings.require_table()))
+def table_files(
+    settings: Settings, client: AttachmentCells, *, read_only: bool = False
+) -> TableFiles:
+    ledger = FileLedger(settings.state_dir, settings.require_table())
+    return TableFiles(client, ledger, read_only=read_only)
 
 
 def build_purger(

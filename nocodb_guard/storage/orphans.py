@@ -96,7 +96,7 @@ def purge_orphans(
     purger = build_purger(settings, client)
     if backend is None or purger is None:
         raise ConfigError("purge: neither nocodb_data_dir nor s3 is set (NocoDB's storage)")
-    files = table_files(settings, client)
+    files = table_files(settings, client, read_only=dry_run)
     found = find_orphans(
         FileLedger(settings.state_dir, settings.require_table()),
         files.referenced_files(),

@@ -27,9 +27,13 @@ class AttachmentCells(Protocol):
 class TableFiles:
     """:class:`~nocodb_guard.storage.purge.ReferenceSource` for the configured table."""
 
-    def __init__(self, client: AttachmentCells, ledger: FileLedger) -> None:
+    def __init__(
+        self, client: AttachmentCells, ledger: FileLedger, *, read_only: bool = False
+    ) -> None:
         self._client = client
         self._ledger = ledger
+        self._read_only = read_only
+        """A dry run's: scans record nothing (an admin's ``sudo`` must not create the file)."""
         self._recorded: set[str] | None = None
 
     def referenced_files(self) -> frozenset[str]:
@@ -51,7 +55,9 @@ class TableFiles:
         self.record(f.key for f in stored_files(attachments))
 
     def record(self, keys: Iterable[str]) -> None:
-        """Append to the ledger the keys it does not hold yet."""
+        """Append to the ledger the keys it does not hold yet (unless read-only)."""
+        if self._read_only:
+            return
         if self._recorded is None:
             self._recorded = set(self._ledger.known())
         new = set(keys) - self._recorded

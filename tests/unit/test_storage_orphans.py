@@ -7,9 +7,10 @@ from pathlib import Path
 
 from nocodb_guard.models import Attachment
 from nocodb_guard.nocodb.records import UNREADABLE_ENTRY_TITLE
+from nocodb_guard.settings import Settings
 from nocodb_guard.storage.ledger import LEDGER_FILE, FileLedger
 from nocodb_guard.storage.local import LocalStorage
-from nocodb_guard.storage.orphans import find_orphans
+from nocodb_guard.storage.orphans import find_orphans, purge_orphans
 from nocodb_guard.storage.table import TableFiles
 from tests.unit.test_storage_local import FOLDER, lay_out
 
@@ -79,3 +80,20 @@ def test_orphans_are_recorded_unreferenced_old_and_present(tmp_path: Path) -> No
     )
 
     assert [o.file.path for o in orphans] == [key("gone-row.jpg")]
+
+
+def test_a_dry_run_of_the_orphan_purge_writes_nothing_to_the_state_folder(tmp_path: Path) -> None:
+    """An admin's ``sudo ... --dry-run`` must not leave a root-owned ledger for the daemon."""
+    data, state = tmp_path / "data", tmp_path / "state"
+    lay_out(data, "a.jpg")
+    settings = Settings(
+        nocodb_url="http://127.0.0.1:9",
+        nocodb_token="t",
+        table_id="mA",
+        state_dir=state,
+        nocodb_data_dir=data,
+    )
+    report = purge_orphans(settings, Cells("a.jpg"), older_than=DAY, dry_run=True)
+    assert report.orphans == () and not state.exists()
+    purge_orphans(settings, Cells("a.jpg"), older_than=DAY, dry_run=False)
+    assert (state / LEDGER_FILE).is_file()
