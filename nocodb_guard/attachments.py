@@ -13,7 +13,8 @@ treated as hostile until proven otherwise:
   configured as NocoDB's storage, ``s3.endpoint``), or the host must be in the operator's
   explicit allow-list (S3-like storage the guard does not purge). Allow-listed hosts are reached
   over ``https`` only (the bytes we judge must not be swappable on the way) unless the
-  entry itself spells ``http://host:port``, and they must resolve to public addresses only:
+  entry itself spells ``http://host:port``, and they must resolve to public addresses only
+  (:mod:`nocodb_guard.addresses`, which also looks inside IPv6 forms carrying an IPv4 address):
   an allow-listed name pointing at 127.0.0.1 or 10.x would turn the daemon into a probe of
   the local network. The NocoDB origin itself is exempt: it usually *is* 127.0.0.1;
 - redirects are never followed (a 3xx is refused): a redirect is how an allowed host
@@ -44,7 +45,6 @@ operator chose to trust.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import socket
 import time
 from collections.abc import Callable, Collection, Iterator
@@ -57,6 +57,7 @@ import urllib3.exceptions
 from urllib3.exceptions import LocationParseError
 from urllib3.util import parse_url
 
+from nocodb_guard.addresses import is_public_address
 from nocodb_guard.errors import (
     AttachmentNotFound,
     DownloadFailed,
@@ -163,17 +164,6 @@ def resolve_addresses(host: str, port: int) -> list[str]:
     else:
         return [str(info[4][0]) for info in infos]
     raise DownloadFailed(detail)
-
-
-def is_public_address(address: str) -> bool:
-    """True for globally routable unicast addresses only (not loopback, private, link-local...)."""
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not ip.is_multicast
 
 
 def check_origin(
