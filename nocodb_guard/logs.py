@@ -15,6 +15,7 @@ The module is named ``logs`` so it never shadows the stdlib ``logging``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import sys
@@ -24,6 +25,8 @@ from typing import TYPE_CHECKING, Any, Literal, TextIO
 import structlog
 from structlog.tracebacks import ExceptionDictTransformer
 from structlog.typing import EventDict, Processor, WrappedLogger
+
+from nocodb_guard.errors import ConfigError
 
 if TYPE_CHECKING:
     from nocodb_guard.settings import Settings
@@ -38,8 +41,20 @@ SENSITIVE_KEY = re.compile(
 _PRESENCE_MARKERS = frozenset({"set", "missing"})
 #: Secrets shorter than this are not searched inside strings (they would mangle every line).
 MIN_SECRET_CHARS = 4
-#: Libraries that log every request or job at INFO: kept at WARNING and above.
-NOISY_LOGGERS = ("apscheduler", "urllib3", "requests", "PIL", "tenacity", "filelock")
+#: Libraries that log every request or job at INFO: kept at WARNING and above, even at
+#: ``--log-level debug``. For botocore it is also a matter of secrets: its debug lines carry
+#: the signed request headers (``Authorization: AWS4-HMAC-SHA256 Credential=AKIA...``).
+NOISY_LOGGERS = (
+    "apscheduler",
+    "urllib3",
+    "requests",
+    "PIL",
+    "tenacity",
+    "filelock",
+    "botocore",
+    "boto3",
+    "s3transfer",
+)
 
 #: Loggers whose warnings are expected in normal operation: APScheduler warns "skipped:
 #: maximum number of running instances reached" on every tick that falls inside a long
@@ -90,9 +105,17 @@ class _GuardHandler(logging.StreamHandler[TextIO]):
 
 
 def settings_secrets(settings: Settings) -> tuple[str, ...]:
-    """The secrets held by the settings, for :func:`configure_logging`'s ``secrets``."""
+    """The secrets held by the settings, for :func:`configure_logging`'s ``secrets``.
+
+    The S3 keys live in files the settings only name. Unreadable or malformed ones are left
+    out: building the storage says what is wrong with them, and no request carries them.
+    """
     values = (settings.nocodb_token, settings.webhook_secret)
-    return tuple(v.get_secret_value() for v in values if v is not None and v.get_secret_value())
+    secrets = [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+    if settings.s3 is not None:
+        with contextlib.suppress(ConfigError):
+            secrets.extend(settings.s3.keys())
+    return tuple(secrets)
 
 
 def configure_logging(

@@ -28,7 +28,6 @@ import requests
 from urllib3.util import parse_url
 
 from nocodb_guard.errors import ConfigError
-from nocodb_guard.secretfiles import read_secret_file
 from nocodb_guard.storage.base import StorageRefused, StorageUnavailable, StoredFile
 from nocodb_guard.storage.s3_settings import S3Settings
 
@@ -179,12 +178,13 @@ def s3_storage(settings: S3Settings, connect_timeout: float, read_timeout: float
         raise ConfigError(
             "s3: boto3 is not installed; install the extra: pip install 'nocodb-guard[s3]'"
         ) from None
+    access_key, secret_key = settings.keys()
     client = boto3.session.Session().client(
         "s3",
         endpoint_url=settings.endpoint,
         region_name=settings.region,
-        aws_access_key_id=read_secret_file(settings.access_key_file, "s3.access_key_file"),
-        aws_secret_access_key=read_secret_file(settings.secret_key_file, "s3.secret_key_file"),
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
         config=Config(
             s3={"addressing_style": "path" if settings.force_path_style else "virtual"},
             connect_timeout=connect_timeout,

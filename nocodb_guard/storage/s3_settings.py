@@ -3,7 +3,8 @@
 Its own model (like ``politicians``) so the whole storage is one setting: in TOML a
 ``[s3]`` table, in the environment ``NOCODB_GUARD_S3='{"endpoint": ..., ...}'``. Only file
 *paths* of the credentials live here: the keys themselves are read from those files when
-the storage is built (:func:`nocodb_guard.secretfiles.read_secret_file`), never logged.
+the storage is built (:meth:`S3Settings.keys`), and when logging is set up, to be cut out of
+every line (:func:`nocodb_guard.logs.settings_secrets`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from urllib3.util import parse_url
+
+from nocodb_guard.secretfiles import read_secret_file
 
 
 class S3Settings(BaseModel):
@@ -34,6 +37,13 @@ class S3Settings(BaseModel):
     """File holding the secret access key."""
     force_path_style: bool = True
     """``bucket`` in the URL path (MinIO, most S3-compatible servers) rather than the host."""
+
+    def keys(self) -> tuple[str, str]:
+        """The access key id and the secret access key, read from their files (ConfigError)."""
+        return (
+            read_secret_file(self.access_key_file, "s3.access_key_file"),
+            read_secret_file(self.secret_key_file, "s3.secret_key_file"),
+        )
 
     @field_validator("endpoint")
     @classmethod

@@ -6,6 +6,7 @@ import io
 import json
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +17,8 @@ from nocodb_guard.logs import REDACTED, configure_logging, settings_secrets
 from nocodb_guard.settings import Settings
 
 TOKEN = "xc_tok_0123456789abcdef"
+S3_ACCESS_KEY = "AKIAIOSFODNN7EXAMPLE"
+S3_SECRET_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 
 
 @pytest.fixture(autouse=True)
@@ -165,6 +168,41 @@ def test_settings_secrets_lists_token_and_webhook_secret() -> None:
     settings = Settings(nocodb_token=SecretStr(TOKEN), webhook_secret=SecretStr("hook-secret"))
     assert set(settings_secrets(settings)) == {TOKEN, "hook-secret"}
     assert settings_secrets(Settings(nocodb_token=None)) == ()
+
+
+def s3_settings(folder: Path) -> Settings:
+    """Settings naming S3 key files in ``folder``, as an operator writes them."""
+    return Settings.model_validate(
+        {
+            "s3": {
+                "endpoint": "https://s3.example.com",
+                "bucket": "nocodb-uploads",
+                "access_key_file": folder / "access",
+                "secret_key_file": folder / "secret",
+            }
+        }
+    )
+
+
+def test_botocore_debug_lines_never_show_the_s3_keys(tmp_path: Path) -> None:
+    (tmp_path / "access").write_text(S3_ACCESS_KEY + "\n")
+    (tmp_path / "secret").write_text(S3_SECRET_KEY + "\n")
+    stream = io.StringIO()
+    configure_logging("debug", stream=stream, secrets=settings_secrets(s3_settings(tmp_path)))
+    signed = f"Authorization: AWS4-HMAC-SHA256 Credential={S3_ACCESS_KEY}/20261202/us-east-1/s3"
+    logging.getLogger("botocore.endpoint").debug("Sending http request: %s", signed)
+    logging.getLogger("botocore.credentials").debug("Using keys %s", S3_SECRET_KEY)
+    logging.getLogger("s3transfer.tasks").debug("key %s", S3_ACCESS_KEY)
+    assert lines(stream) == []
+    # and whatever botocore says loud enough to be shown, the keys are cut out of it
+    logging.getLogger("botocore.auth").warning("signing with %s %s", S3_ACCESS_KEY, S3_SECRET_KEY)
+    [line] = lines(stream)
+    assert line["event"] == f"signing with {REDACTED} {REDACTED}"
+
+
+def test_unreadable_s3_key_files_leave_the_other_secrets_listed(tmp_path: Path) -> None:
+    settings = s3_settings(tmp_path).model_copy(update={"nocodb_token": SecretStr(TOKEN)})
+    assert settings_secrets(settings) == (TOKEN,)
 
 
 def test_an_unknown_level_is_refused() -> None:
