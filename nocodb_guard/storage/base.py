@@ -78,6 +78,15 @@ class StorageBackend(Protocol):
         """True while the object or any of its thumbnails is still stored."""
         ...
 
+    def identity(self, file: StoredFile) -> str:
+        """The stored object ``file`` names, however its location is spelled.
+
+        Locations are input, and several spellings lead to one object (an S3 host in upper
+        case, ``a//b`` in a local path): two rows use the same file when their identities
+        match, not their strings. :class:`StorageRefused` when it cannot be derived.
+        """
+        ...
+
     def probe(self) -> str:
         """Check that the storage is there and writable; a one-line description.
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import os
+import posixpath
 import stat
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -59,6 +60,12 @@ class LocalStorage:
         parts = _parts_of(file)
         with self._root() as root:
             return _exists(root, (*UPLOADS, *parts)) or _exists(root, (*THUMBNAILS, *parts))
+
+    def identity(self, file: StoredFile) -> str:
+        # NocoDB joins the path onto its upload folder (Node's path.join), which reads
+        # ``a//b``, ``./`` and ``x/../`` as one file; relative_parts still refuses an escape.
+        normalised = posixpath.normpath(file.path) if file.path else None
+        return "/".join(_parts_of(StoredFile(path=normalised)))
 
     def probe(self) -> str:
         with self._root() as root, _walk(root, UPLOADS) as uploads:

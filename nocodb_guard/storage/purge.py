@@ -5,7 +5,8 @@ Order, for a page of rejected rows (:mod:`nocodb_guard.storage.queue` says why i
 1. :meth:`Purger.remember` queues the rows' stored files, before the rows are deleted;
 2. the sweep deletes the rows (a definitive verdict; :mod:`nocodb_guard.acting`);
 3. :meth:`Purger.after_delete` reads which files the table's rows still use (one scan), keeps
-   those (an admin duplicated the row: NocoDB reuses the stored file), removes the others
+   those (an admin duplicated the row: NocoDB reuses the stored file; compared as the storage
+   identifies them, not as spelled in the cells), removes the others
    with the storage backend, verifies they are gone (not on the storage any more, and an
    anonymous fetch of their path no longer answers 200), and only then forgets them.
 
@@ -158,13 +159,21 @@ class Purger:
         except RetryLater as exc:
             log.warning("purge_deferred", files=len(files), error=str(exc))
             return self._finish([PurgeResult(f, PurgeStatus.QUEUED, 0, str(exc)) for f in files])
+        used = frozenset(self._identity(StoredFile.from_key(key)) for key in referenced)
         known = links or {}
-        return self._finish([self._purge_one(f, referenced, known.get(f, ())) for f in files])
+        return self._finish([self._purge_one(f, used, known.get(f, ())) for f in files])
+
+    def _identity(self, file: StoredFile) -> str:
+        """What the backend makes of ``file``'s location; the location itself if refused."""
+        try:
+            return self._backend.identity(file)
+        except StorageRefused:
+            return file.key
 
     def _purge_one(
-        self, file: StoredFile, referenced: frozenset[str], links: tuple[str, ...]
+        self, file: StoredFile, used: frozenset[str], links: tuple[str, ...]
     ) -> PurgeResult:
-        if file.key in referenced:
+        if self._identity(file) in used:
             return PurgeResult(file, PurgeStatus.KEPT_REFERENCED, 0, "another row uses it")
         try:
             removed = self._backend.remove(file)

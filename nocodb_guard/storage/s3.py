@@ -125,6 +125,9 @@ class S3Storage:
         key = self._key_of(file)
         return key in self._listed(key) or bool(self._thumbnails(key))
 
+    def identity(self, file: StoredFile) -> str:
+        return self._key_of(file)
+
     def probe(self) -> str:
         # Listing is what the purge itself needs (s3:ListBucket); HeadBucket would need it
         # without a prefix, which a least-privilege policy limited to nc/ does not grant.

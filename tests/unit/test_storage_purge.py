@@ -142,6 +142,30 @@ def test_a_file_another_row_uses_is_kept(tmp_path: Path) -> None:
     assert PurgeQueue(tmp_path).pending() == []
 
 
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        f"download/{FOLDER}//shared.jpg",
+        f"download/./{FOLDER}/shared.jpg",
+        f"download/{FOLDER}/../{FOLDER.rsplit('/', 1)[1]}/./shared.jpg",
+    ],
+)
+def test_a_file_another_row_spells_differently_is_kept(tmp_path: Path, spelling: str) -> None:
+    lay_out(tmp_path, "shared.jpg")
+    purger = Purger(LocalStorage(tmp_path), PurgeQueue(tmp_path), Table(spelling), Probe())
+
+    assert delete(purger, row(attachment("shared.jpg"))) == [PurgeStatus.KEPT_REFERENCED]
+    assert (tmp_path / "nc/uploads" / FOLDER / "shared.jpg").is_file()
+
+
+def test_an_odd_spelling_of_another_file_does_not_keep_this_one(tmp_path: Path) -> None:
+    lay_out(tmp_path, "face.jpg")
+    table = Table(f"download/{FOLDER}//other.jpg", "download/../face.jpg", "face.jpg")
+    purger = Purger(LocalStorage(tmp_path), PurgeQueue(tmp_path), table, Probe())
+
+    assert delete(purger, row(attachment("face.jpg"))) == [PurgeStatus.PURGED]
+
+
 def test_nocodb_down_keeps_the_file_queued_and_the_next_pass_purges_it(tmp_path: Path) -> None:
     lay_out(tmp_path, "face.jpg")
     table = Table()

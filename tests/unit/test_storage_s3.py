@@ -7,12 +7,16 @@ from pathlib import Path
 
 import pytest
 
+from nocodb_guard.models import Attachment, Row
 from nocodb_guard.settings import load_settings
-from nocodb_guard.storage.base import StorageUnavailable, StoredFile
+from nocodb_guard.storage.base import PurgeStatus, StorageUnavailable, StoredFile
 from nocodb_guard.storage.config import backend_from_settings
+from nocodb_guard.storage.purge import Purger
+from nocodb_guard.storage.queue import PurgeQueue
 from nocodb_guard.storage.s3 import S3Storage, anonymous_status
 from tests.integration.conftest import free_port
 from tests.s3server import ACCESS_KEY, BUCKET, SECRET_KEY, S3Server, running_s3
+from tests.unit.test_storage_purge import Table, delete
 
 FOLDER = "2026/12/01/60e65c63f9091a580cbaec91b037645612f9eb7e"
 THUMBS = ("card_cover.jpg", "small.jpg", "tiny.jpg")
@@ -108,3 +112,35 @@ def test_an_anonymous_fetch_tells_a_private_object_from_a_public_one(
     key = f"nc/uploads/{FOLDER}/exposed_ccccc.jpg"
     s3.client().put_object_acl(Bucket=BUCKET, Key=key, ACL="public-read")  # NC_S3_ACL's doing
     assert anonymous_status(file.url, storage.settings) == 200
+
+
+def spellings(s3: S3Server, key: str) -> dict[str, str]:
+    """Urls of one object that NocoDB's cells may hold (path style, virtual-hosted, casing)."""
+    return {
+        "path style": f"https://127.0.0.1:{s3.port}/{BUCKET}/{key}",
+        "virtual-hosted": f"https://{BUCKET}.127.0.0.1:{s3.port}/{key}",
+        "plain http": f"http://127.0.0.1:{s3.port}/{BUCKET}/{key}",
+        "upper-case host": f"HTTPS://{BUCKET.upper()}.127.0.0.1:{s3.port}/{key}",
+    }
+
+
+@pytest.mark.parametrize(
+    ("deleted", "used"),
+    [
+        ("path style", "virtual-hosted"),
+        ("virtual-hosted", "path style"),
+        ("path style", "plain http"),
+        ("path style", "upper-case host"),
+    ],
+)
+def test_an_object_another_row_spells_differently_is_kept(
+    s3: S3Server, storage: S3Storage, tmp_path: Path, deleted: str, used: str
+) -> None:
+    name = f"shared by {deleted} and {used}.jpg"
+    upload(s3, name)
+    urls = spellings(s3, f"nc/uploads/{FOLDER}/{name}")
+    purger = Purger(storage, PurgeQueue(tmp_path), Table(urls[used]))
+    gone = Row(id=7, politician="Jane", attachments=(Attachment(title=name, url=urls[deleted]),))
+
+    assert delete(purger, gone) == [PurgeStatus.KEPT_REFERENCED]
+    assert len(keys_of(s3, name)) == 4
