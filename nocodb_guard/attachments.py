@@ -262,9 +262,7 @@ def _not_the_upload_when_over(expected_size: int | None, max_bytes: int) -> Iter
     except DownloadTooLarge as exc:
         if expected_size is None or expected_size > max_bytes:
             raise
-        raise DownloadFailed(
-            f"{exc}, where the cell says {expected_size}: not the uploaded file"
-        ) from None
+        raise DownloadFailed(f"{exc}; the cell says {expected_size}: not the upload") from None
 
 
 #: Content types an error page is served as (HTML, JSON, XML, plain text), never a picture.

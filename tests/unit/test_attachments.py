@@ -232,7 +232,7 @@ def test_more_bytes_than_the_cell_says_over_the_cap_are_not_the_upload_so_the_ro
 
     httpserver.expect_request("/small").respond_with_handler(large)
     url, origin = httpserver.url_for("/small"), origin_of(httpserver.url_for("/"))
-    with pytest.raises(DownloadFailed, match="the cell says 600: not the uploaded file") as raised:
+    with pytest.raises(DownloadFailed, match="; the cell says 600: not the upload") as raised:
         get(session, url, origin, max_bytes=1024, expected_size=600)
     assert not isinstance(raised.value, DownloadTooLarge)
     with pytest.raises(DownloadTooLarge):  # the cell itself says over the cap: a fact
