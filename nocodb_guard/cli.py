@@ -147,6 +147,9 @@ def _add_common(parser: argparse.ArgumentParser, *, top_level: bool) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code (see module doc)."""
     args = build_parser().parse_args(argv)
+    reconfigure = getattr(sys.stdout, "reconfigure", None)  # a real stream, not a test's
+    if reconfigure is not None:  # text no encoding can carry (a lone surrogate): escaped
+        reconfigure(errors="backslashreplace")
     code = _run_guarded(args)
     sys.stdout.flush()
     return code
@@ -188,11 +191,8 @@ def _fail(message: str, code: int, redactor: Redactor) -> int:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    overrides: dict[str, Any] = {}
-    for name in ("log_level", "log_format", "workers"):
-        value = getattr(args, name, None)
-        if value is not None:
-            overrides[name] = value
+    names = ("log_level", "log_format", "workers")
+    overrides = {n: v for n in names if (v := getattr(args, n, None)) is not None}
     from_env = os.environ.get("NOCODB_GUARD_CONFIG")
     config = args.config or (Path(from_env) if from_env else None)
     return load_settings(config, args.env_file, args.secrets_dir, **overrides)

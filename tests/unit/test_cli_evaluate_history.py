@@ -12,6 +12,8 @@ import contextlib
 import io
 import json
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -225,6 +227,22 @@ def test_history_of_a_row_says_why_it_was_deleted(
     assert "[picture 1: 1 face(s), distance 0.83]" in line
     assert f"settings={VERSION}" in line
     assert "dry run" not in line
+
+
+def test_history_prints_a_record_whose_text_no_encoding_can_carry(isolated: Path) -> None:
+    """A lone surrogate (NocoDB's JSON may carry one) is escaped, not an internal error."""
+    odd = Decision(Verdict.REJECTED, Reason.NO_MATCH, "not Grace \ud800")
+    AuditLog(isolated / "state", 30, VERSION, fsync=False).append(
+        outcome(7, odd, Action.DELETED), now=NOW
+    )
+    for extra in ([], ["--json"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "nocodb_guard", "history", "--row", "7", *extra],
+            capture_output=True,
+            check=False,
+        )
+        assert (done.returncode, done.stderr) == (0, b"")
+        assert b"not Grace \\ud800" in done.stdout
 
 
 def test_history_json_gives_every_field_of_the_record(audit_trail: AuditLog) -> None:
