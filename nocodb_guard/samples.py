@@ -135,19 +135,20 @@ def two_faces_side_by_side() -> bytes:
     return encode(canvas, "JPEG", quality=90)
 
 
-def exif_rotated(jpeg_bytes: bytes, orientation: int) -> bytes:
-    """A JPEG whose pixels are stored turned, with the EXIF Orientation that turns them back.
+def exif_rotated(data: bytes, orientation: int, fmt: str = "JPEG") -> bytes:
+    """A picture stored turned, with the EXIF Orientation that turns it back (JPEG by default).
 
     What a phone writes: ``ImageOps.exif_transpose`` of the result is the upright input.
+    ``fmt`` matters because Pillow turns some formats (TIFF) upright on load, others not.
     """
     if orientation not in _STORE_FOR_ORIENTATION:
         raise ValueError(f"EXIF orientation is 1..8, not {orientation}")
-    upright = load(jpeg_bytes).convert("RGB")
+    upright = load(data).convert("RGB")
     method = _STORE_FOR_ORIENTATION[orientation]
     stored = upright if method is None else upright.transpose(method)
     exif = Image.Exif()
     exif[ORIENTATION_TAG] = orientation
-    return encode(stored, "JPEG", quality=95, exif=exif.tobytes())
+    return encode(stored, fmt, quality=95, exif=exif.tobytes())
 
 
 def with_transparent_alpha(data: bytes, alpha: int = 0) -> bytes:

@@ -132,9 +132,9 @@ def decode(
         data = budgets.prepare_png(data)
     with _STRICT.loading():
         try:
-            image, original_size = _open_checked(data, plugin, max_pixels)
+            image, reported = _open_checked(data, plugin, max_pixels)
             budgets.refuse_animation(image, fmt)
-            rgb, upright = _pixels(image, fmt, original_size, max_side, region)
+            rgb, original_size, upright = _pixels(image, fmt, reported, max_side, region)
         except BadPicture:
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -165,18 +165,27 @@ def decode(
 def _pixels(
     image: Image.Image,
     fmt: str,
-    original_size: tuple[int, int],
+    reported: tuple[int, int],
     max_side: int,
     region: FaceBox | None,
-) -> tuple[npt.NDArray[np.uint8], tuple[int, int]]:
-    """The opened picture (or ``region`` of it) as dlib's input, and its upright size."""
-    turn = orientation.read_orientation(image)
-    upright = orientation.upright_size(original_size, turn)
-    _draft(image, _draft_side(max_side, upright, region))
+) -> tuple[npt.NDArray[np.uint8], tuple[int, int], tuple[int, int]]:
+    """The opened picture (or ``region`` of it) as dlib's input, its size as stored and upright.
+
+    The orientation is read twice: before decoding, what the file declares (the size as
+    stored); after, what Pillow left to do (the one turn applied here, see
+    :mod:`~nocodb_guard.faces.orientation`). Drafting needs only the longest side, the same
+    in either orientation.
+    """
+    declared = orientation.read_orientation(image)
+    _draft(image, _draft_side(max_side, reported, region))
     budgets.check_decoded_size(image, fmt)
-    drafted = image.size[0] / original_size[0]
+    image.load()
+    turn = orientation.read_orientation(image)
+    upright = orientation.reported_upright(reported, image.size, turn)
+    drafted = max(image.size) / max(upright)
     box = None if region is None else orientation.stored_box(region, turn, upright, drafted)
-    return _normalise(image, max_side, turn, box), upright
+    stored = orientation.upright_size(upright, declared)
+    return _normalise(image, max_side, turn, box), stored, upright
 
 
 def _short(exc: BaseException) -> str:
@@ -233,12 +242,12 @@ def _draft(image: Image.Image, max_side: int) -> None:
 def _normalise(
     image: Image.Image, max_side: int, turn: int, stored_box: tuple[int, int, int, int] | None
 ) -> npt.NDArray[np.uint8]:
-    """The first frame (or a box of it, in stored pixels), at most ``max_side``, upright, RGB.
+    """The loaded first frame (or a box of it, in its pixels), at most ``max_side``, upright, RGB.
 
-    Cropped and downscaled *before* any change of depth or orientation: a 49 MP 16-bit
-    picture is converted at 1 MP, not at full size in float64 (1.7 GB per worker, measured).
+    ``turn`` is the orientation Pillow left to do. Cropped and downscaled *before* any change
+    of depth or orientation: a 49 MP 16-bit picture is converted at 1 MP, not at full size
+    in float64 (1.7 GB per worker, measured).
     """
-    image.load()
     if stored_box is not None:
         image = image.crop(stored_box)
     rgb = _to_rgb(orientation.upright(_downscale(image, max_side), turn))
@@ -268,12 +277,12 @@ def _downscale(image: Image.Image, max_side: int) -> Image.Image:
     return image.resize(_fit(image.size, max_side), RESAMPLE, reducing_gap=REDUCING_GAP)
 
 
-def _draft_side(max_side: int, upright: tuple[int, int], region: FaceBox | None) -> int:
-    """The longest side to decode the whole picture at so that ``region`` keeps ``max_side``."""
+def _draft_side(max_side: int, size: tuple[int, int], region: FaceBox | None) -> int:
+    """The longest side to decode ``size`` at so that ``region`` keeps ``max_side``."""
     if region is None:
         return max_side
     longest = max(region.width, region.height, 1)
-    return max(1, round(max(upright) * min(1.0, max_side / longest)))
+    return max(1, round(max(size) * min(1.0, max_side / longest)))
 
 
 def _fit(size: tuple[int, int], max_side: int) -> tuple[int, int]:

@@ -1,8 +1,15 @@
 """EXIF orientation: phones store pictures sideways or mirrored and say so in EXIF.
 
 Faces are judged in the upload's pixels as a person sees them (upright), but pixels are
-decoded as stored: these helpers map between the two, for the whole picture and for a
-box of it (a closer look at one face), without ever turning the whole picture.
+mostly decoded as stored: these helpers map between the two, for the whole picture and for
+a box of it (a closer look at one face), without ever turning the whole picture.
+
+Pillow itself turns some formats upright while decoding (TIFF in Pillow 13; libheif a
+HEIF already while opening) and then deletes the tag. So the orientation still to apply is
+read from the *loaded* picture, never assumed from its format: a list of the formats Pillow
+turns would silently turn a picture twice, or not at all, the day a Pillow release changes
+what it does for one of them, whereas a deleted tag is what Pillow's own ``exif_transpose``
+leaves behind whenever it turns a picture.
 """
 
 from __future__ import annotations
@@ -43,6 +50,22 @@ def read_orientation(image: Image.Image) -> int:
 def upright_size(stored: tuple[int, int], orientation: int) -> tuple[int, int]:
     """(width, height) once upright: orientations 5 to 8 turn the picture a quarter."""
     return (stored[1], stored[0]) if orientation in (5, 6, 7, 8) else stored
+
+
+def reported_upright(
+    reported: tuple[int, int], loaded: tuple[int, int], left: int
+) -> tuple[int, int]:
+    """The upload's upright (width, height), from the size Pillow ``reported`` before decoding.
+
+    Pillow reports a JPEG's size as stored, a TIFF's as upright (it turns a TIFF on load):
+    ``reported`` is taken in the orientation of the ``loaded`` pixels once turned by the
+    ``left`` orientation. Only a strict disagreement swaps it, as a drafted JPEG's sides are
+    rounded up (799x800 may decode as 100x100).
+    """
+    width, height = upright_size(loaded, left)
+    if (width - height) * (reported[0] - reported[1]) < 0:
+        return reported[1], reported[0]
+    return reported
 
 
 def stored_box(

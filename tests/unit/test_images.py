@@ -398,14 +398,30 @@ def test_pillows_decompression_bomb_error_means_too_large(bomb: bytes) -> None:
 # --- normalisation ------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("fmt", ["JPEG", "TIFF", "PNG", "WEBP"])
 @pytest.mark.parametrize("orientation", range(1, 9))
-def test_an_exif_rotated_photo_is_turned_upright(orientation: int, grace: bytes) -> None:
+def test_an_exif_rotated_photo_is_turned_upright_exactly_once(
+    orientation: int, fmt: str, grace: bytes
+) -> None:
+    # Pillow turns a TIFF upright itself while loading, a JPEG, PNG or WebP not.
     upright = decode_default(grace).rgb
 
-    decoded = decode_default(samples.exif_rotated(grace, orientation))
+    decoded = decode_default(samples.exif_rotated(grace, orientation, fmt))
 
     assert decoded.rgb.shape == upright.shape == (600, 512, 3)
+    assert decoded.upright_size == (512, 600)
     assert correlation(decoded.rgb, upright) > 0.98
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_a_rotated_tiff_reports_the_same_sizes_as_the_same_rotated_jpeg(
+    orientation: int, grace: bytes
+) -> None:
+    jpeg = decode_default(samples.exif_rotated(grace, orientation))
+
+    tiff = decode_default(samples.exif_rotated(grace, orientation, "TIFF"))
+
+    assert (tiff.original_size, tiff.upright_size) == (jpeg.original_size, jpeg.upright_size)
 
 
 @pytest.mark.parametrize("orientation", [2, 3, 4, 5, 7])
