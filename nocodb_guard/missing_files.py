@@ -20,7 +20,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from nocodb_guard.safefiles import open_private
+from nocodb_guard.safefiles import open_private, open_to_read
 
 FILE_NAME = "missing-files.json"
 CONFIRM_AFTER = timedelta(hours=1)
@@ -57,7 +57,8 @@ class MissingFiles:
 
     def _load(self) -> dict[int, datetime]:
         try:
-            data = json.loads(self._path.read_text(encoding="utf-8"))
+            with os.fdopen(open_to_read(self._path), encoding="utf-8") as handle:
+                data = json.loads(handle.read())
             return {int(row): datetime.fromisoformat(seen) for row, seen in data.items()}
         except (OSError, ValueError, TypeError, AttributeError):
             return {}  # absent or damaged: start afresh (costs an hour, never a deletion)

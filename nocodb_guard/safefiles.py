@@ -6,10 +6,16 @@ The state dir may be shared with other local users or restored from a backup, so
 target. Every file the guard writes is therefore opened with ``O_NOFOLLOW`` (a symlink is
 refused with ``ELOOP``), must be a regular file, and gets the mode we intend even when it
 already existed with a looser one. Directories we own get 0700 the same way.
+
+A FIFO planted in their place would do worse: opening one waits for its other end, so the
+daemon would hang forever on its next write (or read). Every open is therefore
+``O_NONBLOCK`` until the file is known to be a regular one.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
 import stat
 from pathlib import Path
@@ -24,13 +30,40 @@ def open_private(path: Path, flags: int) -> int:
     ``flags`` says how (``O_WRONLY | O_APPEND | O_CREAT``...); raises OSError (``ELOOP``
     for a symlink) instead of touching anything that is not ours to write.
     """
-    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, PRIVATE_FILE)
+    fd = _open_regular(path, flags)
     try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise IsADirectoryError(f"{path} is not a regular file")
-        if stat.S_IMODE(info.st_mode) != PRIVATE_FILE:
+        if stat.S_IMODE(os.fstat(fd).st_mode) != PRIVATE_FILE:
             os.fchmod(fd, PRIVATE_FILE)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def open_to_read(path: Path) -> int:
+    """``os.open`` for reading a file the guard wrote: no symlink, regular file, never waiting.
+
+    The mode is left as it is: a reader (``history`` run by another user) may not own it.
+    """
+    return _open_regular(path, os.O_RDONLY)
+
+
+def _open_regular(path: Path, flags: int) -> int:
+    """Open without following a symlink or waiting on a FIFO; refuse all but a regular file.
+
+    A FIFO opened for writing with no reader fails at once with ``ENXIO`` (a socket too):
+    that is reported as what it is, not a regular file.
+    """
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, PRIVATE_FILE)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:
+            raise IsADirectoryError(f"{path} is not a regular file") from exc
+        raise
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise IsADirectoryError(f"{path} is not a regular file")
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
     except BaseException:
         os.close(fd)
         raise

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from nocodb_guard.errors import GuardError
+from nocodb_guard.safefiles import open_to_read
 
 HEARTBEAT_FILE = "heartbeat.json"
 MIN_FREE_BYTES = 1024 * 1024
@@ -119,7 +120,8 @@ def read_heartbeat(state_dir: Path) -> Heartbeat | None:
     Raises :class:`InvalidHeartbeat` when the file is there but unusable.
     """
     try:
-        text = heartbeat_path(state_dir).read_text(encoding="utf-8")
+        with os.fdopen(open_to_read(heartbeat_path(state_dir)), encoding="utf-8") as handle:
+            text = handle.read()
     except FileNotFoundError:
         return None
     except OSError as exc:

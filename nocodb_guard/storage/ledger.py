@@ -9,8 +9,9 @@ moderates, and every full scan of the table) is appended here with the time it w
 ``nocodb-guard purge --orphans`` only ever considers files recorded here.
 
 Layout: ``<state_dir>/storage-ledger.jsonl``, one JSON object per line
-(``{"table": ..., "key": ..., "seen": <unix time>}``), appended with ``O_APPEND`` and
-``O_NOFOLLOW``, mode 0600. A torn last line (crash) is skipped. Storage locations only.
+(``{"table": ..., "key": ..., "seen": <unix time>}``), appended with ``O_APPEND`` through
+:mod:`nocodb_guard.safefiles` (no symlink, no FIFO), mode 0600. A torn last line (crash) is
+skipped. Storage locations only.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
+
+from nocodb_guard.safefiles import open_private, open_to_read
 
 LEDGER_FILE = "storage-ledger.jsonl"
 
@@ -45,8 +48,8 @@ class FileLedger:
         data = "".join(lines).encode()
         with self._lock:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-            with os.fdopen(os.open(self.path, flags, 0o600), "ab") as handle:
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+            with os.fdopen(open_private(self.path, flags), "ab") as handle:
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
@@ -54,7 +57,7 @@ class FileLedger:
     def known(self) -> dict[str, float]:
         """Every file seen in this table, with the first time it was seen."""
         try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            fd = open_to_read(self.path)
         except FileNotFoundError:
             return {}
         seen: dict[str, float] = {}

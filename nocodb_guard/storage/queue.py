@@ -8,8 +8,8 @@ deleted is harmless: every purge first checks that no row references the file an
 Layout: ``<state_dir>/purge-queue.json``, a JSON list of storage locations (``path`` or
 ``url``, never bytes, titles or signed links), mode 0600. Every change rewrites it
 atomically: a temp file written, fsynced and renamed over the old one, then the folder
-fsynced. Both are opened with ``O_NOFOLLOW``: a symlink planted in the state folder is an
-error, not a redirection.
+fsynced. Both are opened through :mod:`nocodb_guard.safefiles`: a symlink or a FIFO planted
+in the state folder is an error, not a redirection or a hang.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
+from nocodb_guard.safefiles import open_private, open_to_read
 from nocodb_guard.storage.base import StoredFile
 
 QUEUE_FILE = "purge-queue.json"
@@ -56,7 +57,7 @@ class PurgeQueue:
 
     def _read(self) -> list[StoredFile]:
         try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            fd = open_to_read(self.path)
         except FileNotFoundError:
             return []
         with os.fdopen(fd, "rb") as handle:
@@ -68,8 +69,7 @@ class PurgeQueue:
         entries = [{"path": f.path, "url": f.url} for f in files]
         data = json.dumps(entries, indent=0).encode()
         temp = self.path.with_name(f".{QUEUE_FILE}.{os.getpid()}.tmp")
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
-        with os.fdopen(os.open(temp, flags, 0o600), "wb") as handle:
+        with os.fdopen(open_private(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())

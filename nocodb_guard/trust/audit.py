@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from nocodb_guard.models import Action, PictureAnalysis, RowOutcome, Verdict
-from nocodb_guard.safefiles import open_private, private_dir
+from nocodb_guard.safefiles import open_private, open_to_read, private_dir
 from nocodb_guard.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -283,7 +283,7 @@ def _record_time(record: dict[str, Any]) -> datetime:
 def _read_records(path: Path) -> Iterator[dict[str, Any]]:
     """Parsed lines of one file; a torn or garbled line is skipped with a warning."""
     try:
-        handle = path.open(encoding="utf-8")
+        handle = os.fdopen(open_to_read(path), encoding="utf-8")
     except FileNotFoundError:  # pruned by another process meanwhile
         return
     with handle:
