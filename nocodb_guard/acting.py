@@ -106,8 +106,37 @@ def act_on_page(
     if purger is not None:
         purger.seen([intent.row for intent in intents])
         purger.remember(rejected)
-    actions.update(client.reject_many(writes[Verdict.REJECTED]))  # nothing sent for an empty list
-    actions.update(client.approve_many(writes[Verdict.APPROVED]))
-    actions.update(client.review_many(writes[Verdict.REVIEW]))
-    purged = purger.after_delete(rejected, actions) if purger is not None else {}
+    try:
+        actions.update(client.reject_many(writes[Verdict.REJECTED]))  # nothing sent if empty
+        actions.update(client.approve_many(writes[Verdict.APPROVED]))
+        actions.update(client.review_many(writes[Verdict.REVIEW]))
+    except Exception as exc:
+        raise PageCutShort(_acted(actions, rejected, purger), exc) from exc
+    return _acted(actions, rejected, purger)
+
+
+class PageCutShort(Exception):
+    """A write of the page failed (NocoDB went down between its DELETE and its PATCH...).
+
+    The writes before it landed: ``done`` says what was done to those rows, so they are
+    reported and audited as done instead of vanishing from the log; the other rows' fate
+    is unknown (a request may land and its answer be lost), and ``cause`` is the failure.
+    """
+
+    def __init__(self, done: dict[int, Acted], cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.done = done
+        self.cause = cause
+
+
+def _acted(
+    actions: dict[int, Action], rejected: list[Row], purger: Purger | None
+) -> dict[int, Acted]:
+    """Purge the files of the rejected rows known gone; what was done to each row.
+
+    Only rows with a known action go to the purge: the files of a row whose DELETE may
+    have landed unanswered stay queued, for the next pass to purge or keep.
+    """
+    known = [row for row in rejected if row.id in actions]
+    purged = purger.after_delete(known, actions) if purger is not None else {}
     return {row_id: Acted(action, purged.get(row_id)) for row_id, action in actions.items()}

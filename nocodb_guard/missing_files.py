@@ -20,6 +20,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from nocodb_guard.models import Decision, Reason, Verdict
 from nocodb_guard.safefiles import open_private, open_to_read
 
 FILE_NAME = "missing-files.json"
@@ -27,6 +28,10 @@ CONFIRM_AFTER = timedelta(hours=1)
 """Long enough for an admin restoring NocoDB's upload storage to be done."""
 FORGET_AFTER = timedelta(days=7)
 """A row still missing then was deleted by someone else; its entry is dead weight."""
+NO_SUCH_FILE = (
+    "picture {place}: NocoDB has no such file (a freshly signed link answered 404 "
+    "on passes an hour apart, while other files downloaded)"
+)
 
 
 class MissingFiles:
@@ -48,6 +53,22 @@ class MissingFiles:
             self._first_seen[row_id] = first
             self._save()
             return moment - first >= CONFIRM_AFTER
+
+    def settle(
+        self, row_id: int, place: int | None, decision: Decision, storage_works: bool
+    ) -> Decision:
+        """The row's decision once its missing file (picture ``place``, if any) is counted in.
+
+        A row deferred only because NocoDB has not had its file for an hour, while other
+        files of the pass downloaded (``storage_works``), is rejected; any other decision
+        ends the row's watch.
+        """
+        if place is None or decision.verdict is not Verdict.DEFERRED:
+            self.forget(row_id)
+            return decision
+        if not (self.confirmed(row_id) and storage_works):
+            return decision
+        return Decision(Verdict.REJECTED, Reason.NO_ATTACHMENT, NO_SUCH_FILE.format(place=place))
 
     def forget(self, row_id: int) -> None:
         """The row was decided (or its file came back): nothing left to remember."""

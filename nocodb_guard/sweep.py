@@ -25,7 +25,7 @@ from typing import Protocol
 
 import structlog
 
-from nocodb_guard.acting import Acted, BulkClient, Intent, Purger, act_on_page
+from nocodb_guard.acting import Acted, BulkClient, Intent, PageCutShort, Purger, act_on_page
 from nocodb_guard.backoff import Backoff
 from nocodb_guard.errors import (
     DownloadFailed,
@@ -58,6 +58,7 @@ from nocodb_guard.sweep_row import (
     Deferral,
     Prepared,
     Slot,
+    cut_short,
     internal_error,
     unacted,
 )
@@ -66,10 +67,6 @@ log = structlog.get_logger("nocodb_guard.sweep")
 _RECHECK_WOULD = {Verdict.REJECTED: Action.WOULD_REJECT, Verdict.REVIEW: Action.WOULD_REVIEW}
 
 UNRECORDED = "the audit trail cannot be written: nothing done; left for a later pass"
-NO_SUCH_FILE = (
-    "picture {place}: NocoDB has no such file (a freshly signed link answered 404 "
-    "on passes an hour apart, while other files downloaded)"
-)
 
 
 class Client(BulkClient, Protocol):
@@ -213,8 +210,12 @@ class Sweeper:
         """Write the page's decided rows at once, then report each in row order."""
         decided = self._recorded(page)
         intents = [Intent(d.prepared.row, d.decision) for d in decided if d.action is None]
+        cause: Exception | None = None
         try:
             acted = act_on_page(self._client, intents, self._purger)
+        except PageCutShort as cut:  # the rows written before it are reported as done
+            acted, cause = cut.done, cut.cause
+            decided = cut_short(decided, acted, cause)
         except (Stop, NocoDBUnavailable):
             raise
         except Exception as exc:  # the page boundary: its rows are deferred, the pass goes on
@@ -226,6 +227,8 @@ class Sweeper:
             result.outcomes.append(outcome)
             self._report(outcome, on_outcome)
         page.clear()
+        if isinstance(cause, Stop | NocoDBUnavailable):
+            raise cause
 
     # --- stages -------------------------------------------------------------------------------
     def _fill(
@@ -306,26 +309,15 @@ class Sweeper:
             decision = Decision(Verdict.DEFERRED, Reason.TRANSIENT_ERROR, "row vanished")
             return Decided(prepared, decision, pictures, started, analysed, Action.GONE)
         evidence = prepared.evidence(pictures)
-        decision = self._settle_missing(
-            prepared, decide(evidence, max_attachments=self._options.max_attachments)
-        )
+        decision = decide(evidence, max_attachments=self._options.max_attachments)
+        if self._missing is not None:
+            place, works = prepared.file_missing(), self._downloaded.is_set()
+            decision = self._missing.settle(prepared.row.id, place, decision, works)
         if self._options.recheck_approved and decision.verdict in _RECHECK_WOULD:
             # Log, audit and the Reason written all say this row had been approved before.
             decision = replace(decision, explanation=f"re-check: {decision.explanation}")
         action = self._settled(decision)
         return Decided(prepared, decision, pictures, started, analysed, action)
-
-    def _settle_missing(self, prepared: Prepared, decision: Decision) -> Decision:
-        """A file NocoDB has not had for an hour, while others download, is final."""
-        place = prepared.file_missing()
-        if self._missing is None:
-            return decision
-        if place is None or decision.verdict is not Verdict.DEFERRED:
-            self._missing.forget(prepared.row.id)
-            return decision
-        if not (self._missing.confirmed(prepared.row.id) and self._downloaded.is_set()):
-            return decision
-        return Decision(Verdict.REJECTED, Reason.NO_ATTACHMENT, NO_SUCH_FILE.format(place=place))
 
     def _recorded(self, page: list[Decided]) -> list[Decided]:
         """Act only on what is recorded: each row to write has its intent in the audit trail

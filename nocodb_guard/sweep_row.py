@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from typing import TypeAlias
 
 import structlog
 
+from nocodb_guard.errors import NocoDBUnavailable, Stop
 from nocodb_guard.faces.references import ReferenceSet
 from nocodb_guard.models import (
     Action,
@@ -126,6 +128,20 @@ def unacted(page: list[Decided], exc: Exception) -> list[Decided]:
     return [
         d if d.action is not None else replace(d, decision=failed, action=Action.NONE) for d in page
     ]
+
+
+def cut_short(page: list[Decided], done: Collection[int], cause: Exception) -> list[Decided]:
+    """The page's rows to report once a write failed part-way (``acting.PageCutShort``).
+
+    Rows written before the failure (``done``) are reported as done. The others are
+    deferred as after any failure while acting, or, when the cause stops the pass (NocoDB
+    down), not reported at all: the next pass finds them, as before.
+    """
+    settled = {d.prepared.row.id for d in page if d.action is not None or d.prepared.row.id in done}
+    if isinstance(cause, Stop | NocoDBUnavailable):
+        return [d for d in page if d.prepared.row.id in settled]
+    rest = iter(unacted([d for d in page if d.prepared.row.id not in settled], cause))
+    return [d if d.prepared.row.id in settled else next(rest) for d in page]
 
 
 def internal_error(exc: Exception, prepared: Prepared) -> str:

@@ -143,6 +143,31 @@ def test_a_surprise_while_acting_defers_that_page_and_the_pages_after_it_are_dec
     assert set(client.approved) == {1, 4}
 
 
+class DownAfterDelete(FakeClient):
+    """NocoDB goes down between the page's DELETE and its PATCH."""
+
+    def approve_many(self, writes: Sequence[RowWrite]) -> dict[int, Action]:
+        if writes:
+            raise NocoDBUnavailable("PATCH records: connection refused (gave up)")
+        return super().approve_many(writes)
+
+
+def test_a_row_deleted_before_nocodb_went_down_mid_page_is_reported_as_deleted() -> None:
+    """Its deletion is logged and audited as done; the row to approve waits for a later pass."""
+    client = DownAfterDelete(content={"match.jpg": b"match", "stranger.jpg": b"stranger"})
+    client.add(1, "match.jpg")
+    client.add(2, "stranger.jpg")
+    sweep = Sweeper(client, FakeReferences({GRACE: REFERENCES}), FakeAnalyzer(),
+                    SweepOptions(prefetch=4, act_batch=2))
+
+    result = sweep.run()
+
+    assert result.error is not None and "connection refused" in result.error
+    assert [(o.row_id, o.action) for o in result.outcomes] == [(2, Action.DELETED)]
+    assert (client.deleted, list(client.approved)) == ([2], [])
+    assert 1 in client.rows
+
+
 class TimingOutAnalyzer(FakeAnalyzer):
     """b"bomb" comes back as a picture whose worker hit the time limit (see workers)."""
 
