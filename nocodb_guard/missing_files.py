@@ -5,7 +5,7 @@ file (NocoDB accepts it). Such a row can never be judged: deferring it forever c
 download, an audit record and a log line on every pass, and 100 of them clog the queue.
 So a row becomes final (rejected as ``no_attachment``) once NocoDB has answered "no such
 file" for a freshly signed link on two passes at least :data:`CONFIRM_AFTER` apart, while
-other files of the same pass downloaded fine (so NocoDB's storage itself works). A storage
+other rows' files of the same pass downloaded fine (so NocoDB's storage itself works). A storage
 outage never qualifies: then nothing downloads.
 
 Only row ids and first-seen times are kept (``<state_dir>/missing-files.json``, 0600),
@@ -30,7 +30,7 @@ FORGET_AFTER = timedelta(days=7)
 """A row still missing then was deleted by someone else; its entry is dead weight."""
 NO_SUCH_FILE = (
     "picture {place}: NocoDB has no such file (a freshly signed link answered 404 "
-    "on passes an hour apart, while other files downloaded)"
+    "on passes an hour apart, while other rows' files downloaded)"
 )
 
 
@@ -60,7 +60,7 @@ class MissingFiles:
         """The row's decision once its missing file (picture ``place``, if any) is counted in.
 
         A row deferred only because NocoDB has not had its file for an hour, while other
-        files of the pass downloaded (``storage_works``), is rejected; any other decision
+        rows' files of the pass downloaded (``storage_works``), is rejected; any other decision
         ends the row's watch.
         """
         if place is None or decision.verdict is not Verdict.DEFERRED:

@@ -132,7 +132,8 @@ class Sweeper:
     ) -> None:
         self._journal = journal
         self._missing = missing
-        self._downloaded = threading.Event()  # a file of this pass arrived: storage works
+        self._downloaded: set[int] = set()  # rows a file of this pass arrived for
+        self._downloaded_lock = threading.Lock()
         self._audit_error: str | None = None
         self._client = client
         self._references = references
@@ -297,7 +298,8 @@ class Sweeper:
             return Deferral(Reason.TRANSIENT_ERROR, str(exc), file_missing=True)
         except (DownloadFailed, RetryLater) as exc:
             return Deferral(Reason.TRANSIENT_ERROR, str(exc))
-        self._downloaded.set()
+        with self._downloaded_lock:
+            self._downloaded.add(row_id)
         return self._analyzer.submit(data, name, refs.encodings)
 
     def _finish(self, prepared: Prepared) -> Decided:
@@ -311,13 +313,19 @@ class Sweeper:
         evidence = prepared.evidence(pictures)
         decision = decide(evidence, max_attachments=self._options.max_attachments)
         if self._missing is not None:
-            place, works = prepared.file_missing(), self._downloaded.is_set()
+            place, works = prepared.file_missing(), self._storage_works(prepared.row.id)
             decision = self._missing.settle(prepared.row.id, place, decision, works)
         if self._options.recheck_approved and decision.verdict in _RECHECK_WOULD:
             # Log, audit and the Reason written all say this row had been approved before.
             decision = replace(decision, explanation=f"re-check: {decision.explanation}")
         action = self._settled(decision)
         return Decided(prepared, decision, pictures, started, analysed, action)
+
+    def _storage_works(self, row_id: int) -> bool:
+        """A file of *another* row arrived this pass: NocoDB's storage itself works (the
+        row's own other files may sit on a part of it that works while another does not)."""
+        with self._downloaded_lock:
+            return any(other != row_id for other in self._downloaded)
 
     def _recorded(self, page: list[Decided]) -> list[Decided]:
         """Act only on what is recorded: each row to write has its intent in the audit trail

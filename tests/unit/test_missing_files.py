@@ -94,6 +94,21 @@ def test_when_nothing_downloads_a_missing_file_is_never_final(tmp_path: Path) ->
     assert client.deleted == []
 
 
+def test_the_rows_own_other_file_downloading_does_not_make_a_missing_file_final(
+    tmp_path: Path,
+) -> None:
+    """Only another row's file proves the storage works, not one beside the missing file."""
+    memory = MissingFiles(tmp_path)
+    memory.confirmed(2, now=datetime.now(UTC) - 3 * CONFIRM_AFTER)
+    client = FakeClient(content={"bogus.jpg": GONE_FILE, "match.jpg": b"match"})
+    client.add(2, "match.jpg", "bogus.jpg")
+
+    outcomes = run_pass(client, memory)
+
+    assert outcomes[2].decision.verdict is Verdict.DEFERRED
+    assert client.deleted == []
+
+
 def test_a_deferral_that_did_not_change_is_not_recorded_again(tmp_path: Path) -> None:
     audit = AuditLog(tmp_path, 30, "v", fsync=False)
     waiting = Decision(Verdict.DEFERRED, Reason.TRANSIENT_ERROR, "file missing; left for later")
