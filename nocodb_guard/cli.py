@@ -147,7 +147,7 @@ def _add_common(parser: argparse.ArgumentParser, *, top_level: bool) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code (see module doc)."""
     args = build_parser().parse_args(argv)
-    reconfigure = getattr(sys.stdout, "reconfigure", None)  # a real stream, not a test's
+    reconfigure = getattr(sys.stdout, "reconfigure", None)  # a StringIO has none
     if reconfigure is not None:  # text no encoding can carry (a lone surrogate): escaped
         reconfigure(errors="backslashreplace")
     code = _run_guarded(args)
