@@ -39,9 +39,9 @@ class TableFiles:
     def referenced_files(self) -> frozenset[str]:
         """Raises :class:`RetryLater` when NocoDB cannot be read (never a partial answer).
 
-        An entry with no location (no ``path`` nor ``url``, or not readable at all) names no
-        stored file, so it is skipped. It must not stop the scan: a visitor can submit such an
-        entry through the public form, and a scan that waited on it would hold every purge
+        An entry with no location (a blank ``path`` and no ``url``, or not readable at all)
+        names no stored file, so it is skipped. It must not stop the scan: NocoDB stores a
+        blank path as written, and a scan that waited on such a cell would hold every purge
         back for good, leaving deleted rows' files on disk.
         """
         keys: set[str] = set()

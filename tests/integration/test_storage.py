@@ -125,6 +125,27 @@ def test_a_file_another_row_still_uses_is_kept(
     assert queued(state) == []
 
 
+def test_an_entry_naming_no_stored_file_does_not_hold_the_purge_back(
+    clean_table: DevServer, references: Path, state: Path
+) -> None:
+    """NocoDB refuses an entry with neither path nor url (422) but keeps a blank path, which
+    names no file either: the scan of the table's files skips it instead of waiting on it."""
+    server = clean_table
+    no_file = {"path": " ", "title": "x.jpg", "mimetype": "image/jpeg"}
+    [odd] = server.insert([{"Politician": GRACE, "Status": "approved", "Photo": [no_file]}])
+    row = wrong_person(server)
+    wait_for(lambda: all(on_disk(server, upload_of(row)["path"]).values()))
+    [stored] = server.row(odd)["Photo"]  # the premise: NocoDB stored it as it came
+    assert stored.get("path") == " " and not stored.get("url")
+
+    result = run_guard(server, references, state, "sweep", "--json", **data_env(server))
+
+    assert result.returncode == 0, result.stderr
+    assert server.row(int(row["Id"])) is None
+    assert not any(on_disk(server, upload_of(row)["path"]).values())
+    assert queued(state) == []
+
+
 def test_a_path_crafted_to_escape_the_folder_is_refused(
     clean_table: DevServer, references: Path, state: Path
 ) -> None:

@@ -49,7 +49,7 @@ def test_a_scan_records_what_the_table_uses(tmp_path: Path) -> None:
 
 
 class CellsWithoutLocation(Cells):
-    """What a visitor can submit through the form: entries naming no stored file."""
+    """Entries naming no stored file: a blank path (NocoDB keeps it), an unreadable entry."""
 
     def iter_attachment_cells(self) -> Iterator[tuple[Attachment, ...]]:
         yield (Attachment(title="hand-written.jpg"),)
